@@ -1,0 +1,34 @@
+# rag-assets: `make dev` installs and runs the platform; `make test` installs and runs the tests.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RAG_HOME ?= $(CURDIR)/.rag
+MILVUS_PORT ?= 19530
+DAGSTER_PORT ?= 3000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install dev milvus test bench eval clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+## make dev: Milvus Lite server + dagster dev on http://127.0.0.1:$(DAGSTER_PORT)
+dev: install
+	$(BIN)/rag dev --home $(RAG_HOME) --port $(DAGSTER_PORT) --milvus-port $(MILVUS_PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(RAG_HOME)

@@ -1,0 +1,45 @@
+"""The one Dagster `Definitions` of the rag-assets code location."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from rag_assets.ingest.chunks import chunks
+from rag_assets.ingest.documents import documents
+from rag_assets.ingest.embeddings import embeddings
+from rag_assets.ingest.index import index
+from rag_assets.ingest.purge import purge_job
+from rag_assets.io_manager import PolarsParquetIOManager
+from resources import EmbedderResource, MilvusResource, SourcesResource
+from sensors import nightly_reingest, sources_sensor
+from sensors.jobs import ingest_job
+
+
+def choose_executor() -> dg.ExecutorDefinition:
+    """`k8s_job_executor` (a pod per step, GPU tags honoured) only under a K8sRunLauncher; else multiprocess."""
+    if os.environ.get("RAG_EXECUTOR", "").lower() == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return dg.multiprocess_executor
+
+
+def default_resources() -> dict:
+    return {
+        "io_manager": PolarsParquetIOManager(base_dir=os.environ.get("RAG_ASSETS_DIR", "")),
+        "embedder": EmbedderResource(),
+        "milvus": MilvusResource(uri=os.environ.get("RAG_MILVUS_URI", "")),
+        "sources": SourcesResource(path=os.environ.get("RAG_SOURCES", "")),
+    }
+
+
+defs = dg.Definitions(
+    assets=[documents, chunks, embeddings, index],
+    jobs=[ingest_job, purge_job],
+    sensors=[sources_sensor],
+    schedules=[nightly_reingest],
+    resources=default_resources(),
+    executor=choose_executor(),
+)

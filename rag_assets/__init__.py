@@ -1,0 +1,1 @@
+"""rag-assets: a Dagster code location for a RAG platform (documents -> chunks -> embeddings -> index)."""

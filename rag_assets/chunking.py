@@ -1,0 +1,157 @@
+"""Token-aware, Markdown-aware chunking sized by the embedding model's own tokenizer.
+
+Each chunk carries its document's title as a first line (context for both dense and BM25
+retrieval), is at most `max_tokens` model tokens including special tokens, and is identified by a
+content hash of (source, document, text, chunker settings).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+import polars as pl
+from semantic_text_splitter import MarkdownSplitter
+from tokenizers import Tokenizer
+
+from rag_assets.hashing import sha256_hex, text_hash
+
+CHUNK_SCHEMA: dict[str, pl.DataType] = {
+    "chunk_id": pl.String(),
+    "doc_id": pl.String(),
+    "source": pl.String(),
+    "title": pl.String(),
+    "link": pl.String(),
+    "text": pl.String(),
+    "n_tokens": pl.Int32(),
+    "heading_path": pl.String(),
+    "position": pl.Int32(),
+    "text_hash": pl.String(),
+    "sensitive": pl.Boolean(),
+    "chunker": pl.String(),
+}
+
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
+MAX_PREFIX_SHARE = 4  # a title may take at most 1/4 of a chunk's tokens
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """`max_tokens` counts the model's special tokens too; `overlap` is in tokens."""
+
+    max_tokens: int = 256
+    overlap: int = 32
+
+    @property
+    def settings_id(self) -> str:
+        return f"md-t{self.max_tokens}-o{self.overlap}"
+
+
+def heading_spans(text: str) -> list[tuple[int, int, str]]:
+    """(char offset, level, heading) for Markdown ATX headings outside fenced code blocks."""
+    fences = [m.start() for m in _FENCE.finditer(text)]
+    spans = []
+    for m in _HEADING.finditer(text):
+        inside_code = sum(1 for f in fences if f < m.start()) % 2 == 1
+        if not inside_code:
+            spans.append((m.start(), len(m.group(1)), m.group(2).strip()))
+    return spans
+
+
+def heading_path_at(spans: list[tuple[int, int, str]], offset: int) -> str:
+    """The heading trail in force at `offset` ("A > B > C")."""
+    stack: list[tuple[int, str]] = []
+    for start, level, title in spans:
+        if start > offset:
+            break
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, title))
+    return " > ".join(title for _, title in stack)
+
+
+def _title_prefix(title: str, text: str) -> str:
+    title = " ".join(title.split())
+    if not title:
+        return ""
+    head = text.lstrip()[: len(title) + 4]
+    return "" if title in head else title
+
+
+class Chunker:
+    """Splits document frames into chunk frames. Build once; reuse for many documents."""
+
+    def __init__(self, tokenizer: Tokenizer, settings: ChunkSettings, model_max_tokens: int | None = None):
+        self.settings = settings
+        self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+        self.limit = min(settings.max_tokens, model_max_tokens or settings.max_tokens)
+        self.n_special = self.tokenizer.num_special_tokens_to_add(False)
+        if self.limit - self.n_special < 16:
+            raise ValueError(f"max_tokens={settings.max_tokens} leaves no room for text")
+        self._splitters: dict[int, MarkdownSplitter] = {}
+
+    def _splitter(self, capacity: int) -> MarkdownSplitter:
+        if capacity not in self._splitters:
+            overlap = min(self.settings.overlap, capacity // 2)
+            self._splitters[capacity] = MarkdownSplitter.from_huggingface_tokenizer(
+                self.tokenizer, capacity, overlap=overlap
+            )
+        return self._splitters[capacity]
+
+    def _prefixes(self, titles: list[str], texts: list[str]) -> tuple[list[str], list[int]]:
+        prefixes = [_title_prefix(t, x) for t, x in zip(titles, texts)]
+        encoded = self.tokenizer.encode_batch([p for p in prefixes], add_special_tokens=False)
+        budget = (self.limit - self.n_special) // MAX_PREFIX_SHARE
+        costs = []
+        for i, enc in enumerate(encoded):
+            cost = len(enc.ids) + 1 if prefixes[i] else 0  # +1: the blank line is free, keep a token spare
+            if cost > budget:
+                prefixes[i], cost = "", 0
+            costs.append(cost)
+        return prefixes, costs
+
+    def chunk_frame(self, documents: pl.DataFrame) -> pl.DataFrame:
+        """Chunks for every loaded document (rows with `error` set or no text are skipped)."""
+        docs = documents.filter(pl.col("error").is_null() & (pl.col("text").str.strip_chars() != ""))
+        if docs.height == 0:
+            return pl.DataFrame(schema=CHUNK_SCHEMA)
+        titles, texts = docs["title"].to_list(), docs["text"].to_list()
+        prefixes, costs = self._prefixes(titles, texts)
+
+        by_capacity: dict[int, list[int]] = defaultdict(list)
+        for i, cost in enumerate(costs):
+            by_capacity[self.limit - self.n_special - cost].append(i)
+        pieces: list[list[tuple[int, str]]] = [[] for _ in range(docs.height)]
+        for capacity, idxs in by_capacity.items():
+            results = self._splitter(capacity).chunk_all_indices([texts[i] for i in idxs])
+            for i, result in zip(idxs, results):
+                pieces[i] = result
+
+        rows: dict[str, list] = {k: [] for k in CHUNK_SCHEMA}
+        settings_id = self.settings.settings_id
+        for i, doc in enumerate(docs.iter_rows(named=True)):
+            spans = heading_spans(texts[i]) if "#" in texts[i] else []
+            for position, (offset, body) in enumerate(pieces[i]):
+                text = f"{prefixes[i]}\n\n{body}" if prefixes[i] else body
+                rows["chunk_id"].append(sha256_hex(doc["source"], doc["doc_id"], text, settings_id, length=32))
+                rows["doc_id"].append(doc["doc_id"])
+                rows["source"].append(doc["source"])
+                rows["title"].append(doc["title"])
+                rows["link"].append(doc["link"])
+                rows["text"].append(text)
+                rows["heading_path"].append(heading_path_at(spans, offset + 1) if spans else "")
+                rows["position"].append(position)
+                rows["text_hash"].append(text_hash(text))
+                rows["sensitive"].append(doc["sensitive"])
+                rows["chunker"].append(settings_id)
+        rows["n_tokens"] = self.count_tokens(rows["text"])
+        frame = pl.DataFrame(rows, schema=CHUNK_SCHEMA)
+        return frame.unique(subset="chunk_id", keep="first", maintain_order=True)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Model tokens per text, special tokens included."""
+        return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)]

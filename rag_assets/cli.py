@@ -1,0 +1,72 @@
+"""The `rag` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rag_assets.eval.run import run_eval
+
+    modes = ["dense", "bm25", "hybrid"] if args.mode == "all" else [args.mode]
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    result = run_eval(
+        Path(args.dataset), modes, split=args.split, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        max_queries=args.max_queries, max_docs=args.max_docs, fusion=args.fusion, log=log,
+    )
+    if args.json:
+        out = dict(result.scores[modes[0]]) if len(modes) == 1 else {}
+        out.update({"mode": args.mode, "split": args.split, "queries": result.queries, "documents": result.documents,
+                    "chunks": result.chunks, "timings": result.timings})
+        if len(modes) > 1:
+            out["scores"] = result.scores
+        print(json.dumps(out))
+        return 0
+    print(f"{result.dataset} ({args.split}): {result.queries} queries, {result.documents} documents, {result.chunks} chunks")
+    print(f"{'mode':8} {'nDCG@10':>8} {'R@100':>8} {'MRR@10':>8}")
+    for mode, s in result.scores.items():
+        print(f"{mode:8} {s['ndcg_at_10']:8.4f} {s['recall_at_100']:8.4f} {s['mrr_at_10']:8.4f}")
+    print("timings: " + ", ".join(f"{k}={v}" for k, v in result.timings.items()))
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from rag_assets.devserver import run_dev
+
+    return run_dev(Path(args.home), args.port, args.milvus_port, Path(args.sources), Path(args.workspace))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="rag-assets command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("eval", help="score retrieval on a BEIR-format dataset through the ingestion assets")
+    ev.add_argument("--dataset", required=True, help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
+    ev.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid", "all"])
+    ev.add_argument("--split", default="test")
+    ev.add_argument("--fusion", default="auto", choices=["auto", "rrf", "weighted"])
+    ev.add_argument("--json", action="store_true", help="print one JSON object")
+    ev.add_argument("--cache-dir", default=None, help="embedding cache folder (default: a temporary one)")
+    ev.add_argument("--max-queries", type=int, default=None, help="evaluate a slice: at most this many queries")
+    ev.add_argument("--max-docs", type=int, default=None, help="evaluate a slice: at most this many documents")
+    ev.set_defaults(func=_eval)
+
+    dev = sub.add_parser("dev", help="start a Milvus Lite server and `dagster dev` wired to it")
+    dev.add_argument("--home", default=".rag", help="where Dagster, Milvus and asset files live (RAG_HOME)")
+    dev.add_argument("--port", type=int, default=3000, help="Dagster webserver port")
+    dev.add_argument("--milvus-port", type=int, default=19530)
+    dev.add_argument("--sources", default="sources.yaml")
+    dev.add_argument("--workspace", default="workspace.yaml")
+    dev.set_defaults(func=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""`rag eval`: ingest a BEIR dataset through the assets, retrieve with the shared retriever, score it."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rag_assets.eval.beir import load_beir, write_slice
+from rag_assets.eval.metrics import evaluate
+from rag_assets.index_store import collection_name
+from rag_assets.pipeline import Workspace
+from rag_assets.retrieval import RetrievalSettings, Retriever, rank_documents
+from resources import EmbedderResource, MilvusResource
+
+CHUNK_HITS = 400  # chunks fetched per query: enough for 100 distinct documents
+QUERY_BATCH = 64
+
+
+@dataclass
+class EvalResult:
+    dataset: str
+    split: str
+    scores: dict[str, dict[str, float]]  # mode -> metrics
+    timings: dict[str, float]
+    documents: int
+    chunks: int
+    queries: int
+
+
+def retrieve_run(retriever: Retriever, queries: dict[str, str], settings: RetrievalSettings, to_beir_id: dict[str, str]) -> dict[str, list[str]]:
+    """Query id -> BEIR doc ids, best first (documents ranked by their best chunk)."""
+    qids = list(queries)
+    run: dict[str, list[str]] = {}
+    for start in range(0, len(qids), QUERY_BATCH):
+        batch = qids[start : start + QUERY_BATCH]
+        for qid, hits in zip(batch, retriever.search([queries[q] for q in batch], settings)):
+            run[qid] = [to_beir_id[doc_id] for doc_id, _ in rank_documents(hits, 100)]
+    return run
+
+
+def run_eval(
+    dataset: Path,
+    modes: list[str],
+    split: str = "test",
+    cache_dir: Path | None = None,
+    max_queries: int | None = None,
+    max_docs: int | None = None,
+    fusion: str = "auto",
+    log=lambda msg: None,
+) -> EvalResult:
+    """Ingest `dataset` into a temporary instance and Milvus Lite file, then score each retrieval mode."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.resolve().name)[:60] or "dataset"
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
+        root = Path(tmp)
+        if max_queries or max_docs:
+            dataset = write_slice(dataset, root / "slice", split, max_queries or 10**9, max_docs or 10**9)
+        data = load_beir(dataset, split)
+        ws = Workspace(root=root / "ws", cache_dir=cache_dir)
+        ws.write_sources([{"name": name, "kind": "beir", "paths": [str(dataset.resolve())], "schedule": "manual"}])
+        log(f"ingesting {dataset} as source {name!r}")
+        report = ws.materialize(name)
+        timings = {f"{k}_s": round(v, 2) for k, v in report.stage_seconds().items()}
+        timings["ingest_total_s"] = round(report.seconds, 2)
+
+        docs = pl.read_parquet(ws.root / "assets" / "documents" / f"{name}.parquet").filter(pl.col("error").is_null())
+        to_beir_id = dict(zip(docs["doc_id"].to_list(), docs["locator"].to_list()))
+        resources = ws.resources()
+        embedder: EmbedderResource = resources["embedder"]
+        milvus: MilvusResource = resources["milvus"]
+        retriever = Retriever(milvus.client(), collection_name(embedder.model_id), embedder.embed_queries)
+        scores = {}
+        for mode in modes:
+            settings = RetrievalSettings(mode=mode, top_k=CHUNK_HITS, candidates=CHUNK_HITS, fusion=fusion)
+            started = time.perf_counter()
+            run = retrieve_run(retriever, data.queries, settings, to_beir_id)
+            timings[f"search_{mode}_s"] = round(time.perf_counter() - started, 2)
+            scores[mode] = {k: round(v, 4) for k, v in evaluate(run, data.qrels).items()}
+            log(f"{mode}: {scores[mode]}")
+        n_chunks = int(report.metadata.get("chunks", {}).get("chunks", 0))
+        return EvalResult(dataset=str(dataset), split=split, scores=scores, timings=timings, documents=docs.height, chunks=n_chunks, queries=len(data.queries))

@@ -1,0 +1,138 @@
+"""The Milvus collection that holds chunks: schema, sync of one source's chunks, deletes.
+
+Dense vectors (HNSW, cosine) and a BM25 sparse field computed by Milvus's own BM25 function over
+the chunk text. Row ids are chunk ids (content hashes), so syncing is a set difference.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+TEXT_MAX_CHARS = 65535
+BM25_ANALYZER = {
+    "tokenizer": "standard",
+    "filter": ["lowercase", {"type": "stop", "stop_words": ["_english_"]}, {"type": "stemmer", "language": "english"}],
+}
+HNSW_PARAMS = {"M": 16, "efConstruction": 200}
+OUTPUT_FIELDS = ["chunk_id", "doc_id", "source", "title", "link", "text", "heading_path", "position", "sensitive"]
+WRITE_BATCH = int(os.environ.get("RAG_MILVUS_WRITE_BATCH", "1000"))
+
+
+def collection_name(model_id: str, variant: str = "") -> str:
+    """`chunks__<model>[__<variant>]`: a different embedding model or variant never shares a collection."""
+    name = "chunks__" + re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()
+    if variant:
+        name += "__" + re.sub(r"[^A-Za-z0-9]+", "_", variant).strip("_").lower()
+    return name[:255]
+
+
+def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
+    """Create the collection with its indexes if missing, and load it."""
+    if not client.has_collection(name):
+        schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("doc_id", DataType.VARCHAR, max_length=64)
+        schema.add_field("source", DataType.VARCHAR, max_length=64)
+        schema.add_field("title", DataType.VARCHAR, max_length=4096)
+        schema.add_field("link", DataType.VARCHAR, max_length=8192)
+        schema.add_field("heading_path", DataType.VARCHAR, max_length=4096)
+        schema.add_field("position", DataType.INT32)
+        schema.add_field("sensitive", DataType.BOOL)
+        schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_CHARS, enable_analyzer=True, analyzer_params=BM25_ANALYZER)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
+        schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"]))
+        index_params = client.prepare_index_params()
+        index_params.add_index("vector", index_type="HNSW", metric_type="COSINE", params=HNSW_PARAMS)
+        index_params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        index_params.add_index("source", index_type="INVERTED")
+        client.create_collection(name, schema=schema, index_params=index_params)
+    client.load_collection(name)
+
+
+def index_parameters(dim: int) -> dict:
+    return {"dense": {"type": "HNSW", "metric": "COSINE", "dim": dim, **HNSW_PARAMS}, "sparse": {"type": "BM25", "analyzer": BM25_ANALYZER}}
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def source_filter(sources: list[str]) -> str:
+    return "source in [" + ", ".join(_quote(s) for s in sources) + "]"
+
+
+def ids_for_source(client: MilvusClient, name: str, source: str) -> set[str]:
+    """Every chunk id stored for a source (paged with a query iterator)."""
+    ids: set[str] = set()
+    iterator = client.query_iterator(name, filter=source_filter([source]), output_fields=["chunk_id"], batch_size=4096)
+    try:
+        while batch := iterator.next():
+            ids.update(row["chunk_id"] for row in batch)
+    finally:
+        iterator.close()
+    return ids
+
+
+def count_for_source(client: MilvusClient, name: str, source: str) -> int:
+    rows = client.query(name, filter=source_filter([source]), output_fields=["count(*)"])
+    return int(rows[0]["count(*)"]) if rows else 0
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    inserted: int
+    deleted: int
+    unchanged: int
+
+
+def _rows(chunks: pl.DataFrame, vectors: np.ndarray) -> list[dict]:
+    rows = chunks.select(
+        "chunk_id", "doc_id", "source",
+        pl.col("title").str.slice(0, 1000), pl.col("link").str.slice(0, 2000),
+        pl.col("heading_path").str.slice(0, 1000), "position", "sensitive",
+        pl.col("text").str.slice(0, TEXT_MAX_CHARS // 4),  # VARCHAR limit is in bytes; chunks are far shorter
+    ).to_dicts()
+    for row, vec in zip(rows, vectors):
+        row["vector"] = vec.tolist()
+    return rows
+
+
+def sync_source(client: MilvusClient, name: str, source: str, chunks: pl.DataFrame, vectors: np.ndarray) -> SyncResult:
+    """Make the collection hold exactly `chunks` for `source`: upsert the new ids, delete the gone ones.
+
+    Idempotent and safe to re-run after a crash at any point: upserts by primary key cannot
+    duplicate, and the diff is recomputed from what the collection holds.
+    """
+    wanted = chunks["chunk_id"].to_list()
+    existing = ids_for_source(client, name, source)
+    new_mask = np.array([cid not in existing for cid in wanted], dtype=bool)
+    stale = sorted(existing.difference(wanted))
+    new_chunks = chunks.filter(pl.Series(new_mask)) if len(wanted) else chunks
+    new_vectors = vectors[new_mask] if len(wanted) else vectors
+    for start in range(0, new_chunks.height, WRITE_BATCH):
+        client.upsert(name, _rows(new_chunks.slice(start, WRITE_BATCH), new_vectors[start : start + WRITE_BATCH]))
+    for start in range(0, len(stale), WRITE_BATCH):
+        client.delete(name, ids=stale[start : start + WRITE_BATCH])
+    if new_chunks.height or stale:
+        client.flush(name)
+    return SyncResult(inserted=new_chunks.height, deleted=len(stale), unchanged=len(wanted) - new_chunks.height)
+
+
+def delete_source(client: MilvusClient, name: str, source: str) -> int:
+    """Delete every row of a source; returns how many there were."""
+    before = count_for_source(client, name, source)
+    if before:
+        client.delete(name, filter=source_filter([source]))
+        client.flush(name)
+    return before
+
+
+def chunk_collections(client: MilvusClient) -> list[str]:
+    return [c for c in client.list_collections() if c.startswith("chunks__")]

@@ -1,0 +1,1 @@
+"""The ingestion assets: documents -> chunks -> embeddings -> index, one dynamic partition per source."""

@@ -1,0 +1,60 @@
+"""`chunks`: token-aware, Markdown-aware chunks sized by the embedding model's tokenizer."""
+
+
+import time
+
+import dagster as dg
+import polars as pl
+
+from rag_assets.chunking import Chunker, ChunkSettings
+from rag_assets.ingest.partitions import sources_partitions
+from resources.embedder import EmbedderResource
+
+NO_EMPTY_CHUNKS = "no_empty_chunks"
+WITHIN_TOKEN_LIMIT = "within_token_limit"
+
+
+class ChunksConfig(dg.Config):
+    max_tokens: int = 256
+    overlap: int = 32
+
+
+def chunk_documents(documents: pl.DataFrame, embedder: EmbedderResource, config: ChunksConfig) -> tuple[pl.DataFrame, Chunker]:
+    chunker = Chunker(embedder.tokenizer(), ChunkSettings(config.max_tokens, config.overlap), embedder.max_tokens)
+    return chunker.chunk_frame(documents), chunker
+
+
+@dg.asset(
+    partitions_def=sources_partitions,
+    group_name="ingestion",
+    kinds={"python", "parquet"},
+    description="Chunks of one source's documents: at most `max_tokens` model tokens each (special tokens "
+    "included), split on Markdown structure, titled, with heading path and position. Ids are content hashes.",
+    check_specs=[
+        dg.AssetCheckSpec(NO_EMPTY_CHUNKS, asset="chunks", description="No chunk is empty or whitespace."),
+        dg.AssetCheckSpec(WITHIN_TOKEN_LIMIT, asset="chunks", description="No chunk exceeds the token limit."),
+    ],
+)
+def chunks(context: dg.AssetExecutionContext, config: ChunksConfig, embedder: EmbedderResource, documents: pl.DataFrame):
+    started = time.perf_counter()
+    frame, chunker = chunk_documents(documents, embedder, config)
+    empty = frame.filter(pl.col("text").str.strip_chars() == "").height
+    over = frame.filter(pl.col("n_tokens") > chunker.limit)
+    yield dg.Output(
+        frame,
+        metadata={
+            "chunks": frame.height,
+            "documents": frame["doc_id"].n_unique(),
+            "chunker": chunker.settings.settings_id,
+            "token_limit": chunker.limit,
+            "tokens_mean": round(float(frame["n_tokens"].mean() or 0), 1),
+            "tokens_max": int(frame["n_tokens"].max() or 0),
+            "chunk_seconds": round(time.perf_counter() - started, 3),
+        },
+    )
+    yield dg.AssetCheckResult(check_name=NO_EMPTY_CHUNKS, passed=empty == 0, metadata={"empty": empty})
+    yield dg.AssetCheckResult(
+        check_name=WITHIN_TOKEN_LIMIT,
+        passed=over.height == 0,
+        metadata={"over_limit": over.height, "limit": chunker.limit, "max_tokens": int(frame["n_tokens"].max() or 0)},
+    )

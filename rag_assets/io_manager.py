@@ -1,0 +1,58 @@
+"""A partition-aware IO manager storing Polars frames as Parquet, one file per asset partition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from rag_assets.settings import rag_home
+
+UNPARTITIONED = "__all__"
+
+
+def _safe_key(partition_key: str) -> str:
+    # Partition keys are validated source names; guard anyway against path tricks.
+    if "/" in partition_key or partition_key in {".", ".."}:
+        raise ValueError(f"unsafe partition key for a file name: {partition_key!r}")
+    return partition_key
+
+
+class PolarsParquetIOManager(dg.ConfigurableIOManager):
+    """`{base_dir}/{asset key path}/{partition}.parquet`; writes are atomic (temp file + rename)."""
+
+    base_dir: str = ""
+
+    def _root(self) -> Path:
+        return Path(self.base_dir) if self.base_dir else rag_home() / "assets"
+
+    def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
+        name = _safe_key(partition_key) if partition_key else UNPARTITIONED
+        return self._root().joinpath(*asset_key.path, f"{name}.parquet")
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+        if obj is None:
+            return
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        path = self.path_for(context.asset_key, partition)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        obj.write_parquet(tmp)
+        os.replace(tmp, path)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "rows": obj.height})
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        path = self.path_for(context.asset_key, partition)
+        if not path.exists():
+            raise FileNotFoundError(f"{context.asset_key.to_user_string()} has no stored output at {path}: materialize it first")
+        return pl.read_parquet(path)
+
+    def delete_partition(self, asset_key: dg.AssetKey, partition_key: str) -> bool:
+        path = self.path_for(asset_key, partition_key)
+        if path.exists():
+            path.unlink()
+            return True
+        return False

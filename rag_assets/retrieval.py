@@ -1,0 +1,124 @@
+"""One retrieval function for evaluation and inference: dense, BM25 or hybrid over a chunk collection.
+
+Hybrid fusion:
+- `rrf` and `weighted`: Milvus's own `hybrid_search` with `RRFRanker` / `WeightedRanker`.
+- `auto` (default): both candidate lists fetched from Milvus and fused here by `rag_assets.fusion`,
+  which adapts the BM25 weight per query so the hybrid does not fall below the stronger retriever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker, WeightedRanker
+
+from rag_assets.fusion import FusionParams, fuse
+from rag_assets.index_store import OUTPUT_FIELDS, source_filter
+
+Mode = Literal["dense", "bm25", "hybrid"]
+Fusion = Literal["auto", "rrf", "weighted"]
+HNSW_EF = 256
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    doc_id: str
+    source: str
+    title: str
+    link: str
+    text: str
+    heading_path: str
+    score: float
+    sensitive: bool
+
+
+@dataclass(frozen=True)
+class RetrievalSettings:
+    mode: Mode = "hybrid"
+    top_k: int = 10
+    fusion: Fusion = "auto"
+    dense_weight: float = 0.7  # `weighted` fusion only
+    rrf_k: int = 60  # `rrf` fusion only
+    candidates: int = 100  # per retriever, before fusion
+
+
+def _hit(raw: dict, score: float) -> Hit:
+    e = raw.get("entity", raw)
+    return Hit(
+        chunk_id=e.get("chunk_id", raw.get("id", "")),
+        doc_id=e.get("doc_id", ""),
+        source=e.get("source", ""),
+        title=e.get("title", ""),
+        link=e.get("link", ""),
+        text=e.get("text", ""),
+        heading_path=e.get("heading_path", ""),
+        score=float(score),
+        sensitive=bool(e.get("sensitive", False)),
+    )
+
+
+def _bm25_score(distance: float) -> float:
+    # Milvus reports BM25 relevance as a distance; Milvus Lite negates it. Relevance is its magnitude.
+    return abs(float(distance))
+
+
+class Retriever:
+    """Searches one collection. Query vectors come from `embed_queries` (the same model as the index)."""
+
+    def __init__(self, client: MilvusClient, collection: str, embed_queries):
+        self.client, self.collection, self.embed_queries = client, collection, embed_queries
+
+    def _dense(self, vectors: np.ndarray, limit: int, flt: str) -> list[list[Hit]]:
+        res = self.client.search(
+            self.collection, data=vectors.tolist(), anns_field="vector", limit=limit, filter=flt,
+            output_fields=OUTPUT_FIELDS, search_params={"metric_type": "COSINE", "params": {"ef": max(HNSW_EF, limit)}},
+        )
+        return [[_hit(r, r["distance"]) for r in row] for row in res]
+
+    def _bm25(self, queries: list[str], limit: int, flt: str) -> list[list[Hit]]:
+        res = self.client.search(
+            self.collection, data=queries, anns_field="sparse", limit=limit, filter=flt,
+            output_fields=OUTPUT_FIELDS, search_params={"metric_type": "BM25"},
+        )
+        hits = [[_hit(r, _bm25_score(r["distance"])) for r in row] for row in res]
+        return [sorted(row, key=lambda h: -h.score) for row in hits]
+
+    def _milvus_hybrid(self, queries: list[str], vectors: np.ndarray, s: RetrievalSettings, flt: str) -> list[list[Hit]]:
+        ranker = RRFRanker(s.rrf_k) if s.fusion == "rrf" else WeightedRanker(s.dense_weight, 1 - s.dense_weight)
+        out = []
+        for query, vec in zip(queries, vectors):  # one request pair per query
+            reqs = [
+                AnnSearchRequest(data=[vec.tolist()], anns_field="vector", param={"metric_type": "COSINE", "params": {"ef": HNSW_EF}}, limit=s.candidates, expr=flt or None),
+                AnnSearchRequest(data=[query], anns_field="sparse", param={"metric_type": "BM25"}, limit=s.candidates, expr=flt or None),
+            ]
+            res = self.client.hybrid_search(self.collection, reqs, ranker=ranker, limit=s.top_k, output_fields=OUTPUT_FIELDS)
+            out.append([_hit(r, r["distance"]) for r in res[0]])
+        return out
+
+    def search(self, queries: list[str], settings: RetrievalSettings = RetrievalSettings(), sources: list[str] | None = None) -> list[list[Hit]]:
+        """Top-k chunks per query, best first; `sources` restricts to those sources."""
+        if not queries:
+            return []
+        flt = source_filter(sources) if sources else ""
+        limit = max(settings.top_k, settings.candidates) if settings.mode == "hybrid" else settings.top_k
+        if settings.mode == "bm25":
+            return self._bm25(queries, settings.top_k, flt)
+        vectors = np.asarray(self.embed_queries(queries), dtype=np.float32)
+        if settings.mode == "dense":
+            return self._dense(vectors, settings.top_k, flt)
+        if settings.fusion in ("rrf", "weighted"):
+            return self._milvus_hybrid(queries, vectors, settings, flt)
+        dense, bm25 = self._dense(vectors, limit, flt), self._bm25(queries, limit, flt)
+        return [fuse(d, b, settings.top_k, FusionParams()) for d, b in zip(dense, bm25)]
+
+
+def rank_documents(hits: list[Hit], k: int) -> list[tuple[str, float]]:
+    """Documents ranked by their best chunk (qrels judge documents; the index holds chunks)."""
+    best: dict[str, float] = {}
+    for hit in hits:
+        if hit.doc_id not in best or hit.score > best[hit.doc_id]:
+            best[hit.doc_id] = hit.score
+    return sorted(best.items(), key=lambda kv: -kv[1])[:k]

@@ -1,0 +1,15 @@
+"""Where the platform keeps its files. One root, `$RAG_HOME` (default `./.rag`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def rag_home() -> Path:
+    return Path(os.environ.get("RAG_HOME", ".rag")).resolve()
+
+
+def default_milvus_uri() -> str:
+    """`$RAG_MILVUS_URI` (a server such as http://127.0.0.1:19530) or a Milvus Lite file under RAG_HOME."""
+    return os.environ.get("RAG_MILVUS_URI") or str(rag_home() / "milvus.db")

@@ -1,0 +1,25 @@
+"""Nightly re-ingestion of every scheduled source; unchanged content costs no embedding."""
+
+
+import dagster as dg
+
+from rag_assets.ingest.partitions import SOURCES_PARTITION
+from resources.sources import SourcesResource
+from sensors.jobs import ingest_job
+
+
+@dg.schedule(
+    cron_schedule="0 3 * * *",
+    job=ingest_job,
+    execution_timezone="UTC",
+    description="Re-ingests every source with `schedule: nightly` at 03:00 UTC.",
+)
+def nightly_reingest(context: dg.ScheduleEvaluationContext, sources: SourcesResource):
+    specs = sources.specs()
+    partitions = set(context.instance.get_dynamic_partitions(SOURCES_PARTITION))
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [
+        dg.RunRequest(partition_key=name, run_key=f"nightly:{name}:{day}", tags={"rag/source": name, "rag/trigger": "nightly"})
+        for name, spec in sorted(specs.items())
+        if spec.schedule == "nightly" and name in partitions
+    ]

@@ -1,0 +1,65 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fixtures_bad_inputs import make_bad_inputs
+
+
+@pytest.fixture
+def bad_inputs_dir(tmp_path: Path) -> Path:
+    """A folder `inbox` of good and bad inputs (see `fixtures_bad_inputs.make_bad_inputs`)."""
+    root = tmp_path / "inbox"
+    make_bad_inputs(root)
+    return root
+
+
+# --- pipeline fixtures -------------------------------------------------------------------------
+import os  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from rag_assets.devserver import wait_for_port  # noqa: E402
+from rag_assets.pipeline import Workspace  # noqa: E402
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for the session: texts embedded by one test are cache hits in the next."""
+    return tmp_path_factory.mktemp("embedding_cache")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, embedding_cache: Path) -> Workspace:
+    """An in-process pipeline: temp folder, ephemeral Dagster instance, Milvus Lite `.db` file."""
+    return Workspace(root=tmp_path / "ws", cache_dir=embedding_cache)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real `milvus-lite server` on loopback, shared by several processes (as in `rag dev`)."""
+    port = free_port()
+    data = tmp_path_factory.mktemp("milvus_server")
+    exe = Path(sys.executable).parent / "milvus-lite"
+    proc = subprocess.Popen(
+        [str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, 60, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
