@@ -8,7 +8,7 @@ DAGSTER_PORT ?= 3000
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install dev milvus test bench eval clean
+.PHONY: install dev test bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)

@@ -30,7 +30,7 @@ def default_resources() -> dict:
     return {
         "io_manager": PolarsParquetIOManager(base_dir=os.environ.get("RAG_ASSETS_DIR", "")),
         "embedder": EmbedderResource(),
-        "milvus": MilvusResource(uri=os.environ.get("RAG_MILVUS_URI", "")),
+        "milvus": MilvusResource(uri=os.environ.get("RAG_MILVUS_URI", ""), token=dg.EnvVar("RAG_MILVUS_TOKEN") if os.environ.get("RAG_MILVUS_TOKEN") else ""),
         "sources": SourcesResource(path=os.environ.get("RAG_SOURCES", "")),
     }
 

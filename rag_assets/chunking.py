@@ -1,8 +1,9 @@
 """Token-aware, Markdown-aware chunking sized by the embedding model's own tokenizer.
 
-Each chunk carries its document's title as a first line (context for both dense and BM25
-retrieval), is at most `max_tokens` model tokens including special tokens, and is identified by a
-content hash of (source, document, text, chunker settings).
+Each chunk carries its document's title as a first line unless it already opens with it (context
+for both dense and BM25 retrieval), is at most `max_tokens` model tokens including special tokens, and is identified by a
+content hash of everything stored with it (source, document, text, position, heading path, link,
+sensitivity, chunker settings).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rag_assets.hashing import sha256_hex, text_hash
 CHUNK_SCHEMA: dict[str, pl.DataType] = {
     "chunk_id": pl.String(),
     "doc_id": pl.String(),
+    "content_hash": pl.String(),
     "source": pl.String(),
     "title": pl.String(),
     "link": pl.String(),
@@ -72,12 +74,13 @@ def heading_path_at(spans: list[tuple[int, int, str]], offset: int) -> str:
     return " > ".join(title for _, title in stack)
 
 
-def _title_prefix(title: str, text: str) -> str:
-    title = " ".join(title.split())
-    if not title:
-        return ""
-    head = text.lstrip()[: len(title) + 4]
-    return "" if title in head else title
+def _clean_title(title: str) -> str:
+    return " ".join(title.split())
+
+
+def _starts_with_title(body: str, title: str) -> bool:
+    """A chunk that already opens with the title (e.g. `# Title`) needs no title line."""
+    return title in body.lstrip()[: len(title) + 8]
 
 
 class Chunker:
@@ -102,8 +105,8 @@ class Chunker:
             )
         return self._splitters[capacity]
 
-    def _prefixes(self, titles: list[str], texts: list[str]) -> tuple[list[str], list[int]]:
-        prefixes = [_title_prefix(t, x) for t, x in zip(titles, texts)]
+    def _prefixes(self, titles: list[str]) -> tuple[list[str], list[int]]:
+        prefixes = [_clean_title(t) for t in titles]
         encoded = self.tokenizer.encode_batch([p for p in prefixes], add_special_tokens=False)
         budget = (self.limit - self.n_special) // MAX_PREFIX_SHARE
         costs = []
@@ -114,13 +117,35 @@ class Chunker:
             costs.append(cost)
         return prefixes, costs
 
-    def chunk_frame(self, documents: pl.DataFrame) -> pl.DataFrame:
-        """Chunks for every loaded document (rows with `error` set or no text are skipped)."""
+    def chunk_frame(self, documents: pl.DataFrame, previous: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Chunks for every loaded document (rows with `error` set or no text are skipped).
+
+        With `previous` (this chunker's last output for the same documents), a document whose
+        content hash is unchanged keeps its chunks as they were, so re-ingestion only splits what changed.
+        """
         docs = documents.filter(pl.col("error").is_null() & (pl.col("text").str.strip_chars() != ""))
         if docs.height == 0:
             return pl.DataFrame(schema=CHUNK_SCHEMA)
+        reused = self._reusable(docs, previous)
+        if reused.height:
+            docs = docs.join(reused.select("doc_id").unique(), on="doc_id", how="anti")
+        fresh = self._split(docs) if docs.height else pl.DataFrame(schema=CHUNK_SCHEMA)
+        frame = pl.concat([reused, fresh]) if reused.height else fresh
+        order = documents.select("doc_id").with_row_index("_doc_order")
+        frame = frame.join(order, on="doc_id", how="left").sort("_doc_order", "position", maintain_order=True).drop("_doc_order")
+        return frame.unique(subset="chunk_id", keep="first", maintain_order=True)
+
+    def _reusable(self, docs: pl.DataFrame, previous: pl.DataFrame | None) -> pl.DataFrame:
+        """Previous chunks of documents whose content, title, link and sensitivity are unchanged."""
+        if previous is None or previous.height == 0 or set(previous.columns) != set(CHUNK_SCHEMA):
+            return pl.DataFrame(schema=CHUNK_SCHEMA)
+        keys = ["doc_id", "content_hash", "link", "sensitive"]
+        same = previous.filter(pl.col("chunker") == self.settings.settings_id).join(docs.select(keys), on=keys, how="semi")
+        return same.select(list(CHUNK_SCHEMA)).cast(CHUNK_SCHEMA)
+
+    def _split(self, docs: pl.DataFrame) -> pl.DataFrame:
         titles, texts = docs["title"].to_list(), docs["text"].to_list()
-        prefixes, costs = self._prefixes(titles, texts)
+        prefixes, costs = self._prefixes(titles)
 
         by_capacity: dict[int, list[int]] = defaultdict(list)
         for i, cost in enumerate(costs):
@@ -136,21 +161,28 @@ class Chunker:
         for i, doc in enumerate(docs.iter_rows(named=True)):
             spans = heading_spans(texts[i]) if "#" in texts[i] else []
             for position, (offset, body) in enumerate(pieces[i]):
-                text = f"{prefixes[i]}\n\n{body}" if prefixes[i] else body
-                rows["chunk_id"].append(sha256_hex(doc["source"], doc["doc_id"], text, settings_id, length=32))
+                prefix = prefixes[i]
+                text = f"{prefix}\n\n{body}" if prefix and not _starts_with_title(body, prefix) else body
+                heading_path = heading_path_at(spans, offset + 1) if spans else ""
+                # Everything stored with the chunk is in its id, so a changed row is a new id (re-upserted;
+                # the embedding is still a cache hit by text hash).
+                rows["chunk_id"].append(
+                    sha256_hex(doc["source"], doc["doc_id"], text, settings_id, str(position), heading_path,
+                               doc["link"], str(doc["sensitive"]), doc["title"], length=32)
+                )
                 rows["doc_id"].append(doc["doc_id"])
+                rows["content_hash"].append(doc["content_hash"])
                 rows["source"].append(doc["source"])
                 rows["title"].append(doc["title"])
                 rows["link"].append(doc["link"])
                 rows["text"].append(text)
-                rows["heading_path"].append(heading_path_at(spans, offset + 1) if spans else "")
+                rows["heading_path"].append(heading_path)
                 rows["position"].append(position)
                 rows["text_hash"].append(text_hash(text))
                 rows["sensitive"].append(doc["sensitive"])
                 rows["chunker"].append(settings_id)
         rows["n_tokens"] = self.count_tokens(rows["text"])
-        frame = pl.DataFrame(rows, schema=CHUNK_SCHEMA)
-        return frame.unique(subset="chunk_id", keep="first", maintain_order=True)
+        return pl.DataFrame(rows, schema=CHUNK_SCHEMA)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Model tokens per text, special tokens included."""

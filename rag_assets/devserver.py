@@ -70,9 +70,14 @@ def dev_environment(home: Path, milvus_port: int, sources: Path) -> dict[str, st
     return env
 
 
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_dev(home: Path, port: int, milvus_port: int, sources: Path, workspace: Path) -> int:
     """Start Milvus Lite, then `dagster dev` in the foreground; stop both on exit or Ctrl-C."""
     home = home.resolve()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     milvus = start_milvus(home / "milvus", milvus_port, home / "milvus.log")
     print(f"milvus-lite server on http://127.0.0.1:{milvus_port} (data in {home / 'milvus'})", file=sys.stderr)
     env = dev_environment(home, milvus_port, sources.resolve())

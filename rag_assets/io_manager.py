@@ -50,6 +50,11 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
             raise FileNotFoundError(f"{context.asset_key.to_user_string()} has no stored output at {path}: materialize it first")
         return pl.read_parquet(path)
 
+    def load_previous(self, asset_key: dg.AssetKey, partition_key: str | None) -> pl.DataFrame | None:
+        """The asset's last stored output for a partition, if any (for incremental work)."""
+        path = self.path_for(asset_key, partition_key)
+        return pl.read_parquet(path) if path.exists() else None
+
     def delete_partition(self, asset_key: dg.AssetKey, partition_key: str) -> bool:
         path = self.path_for(asset_key, partition_key)
         if path.exists():

@@ -12,6 +12,7 @@ from sensors.jobs import ingest_job
     cron_schedule="0 3 * * *",
     job=ingest_job,
     execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Re-ingests every source with `schedule: nightly` at 03:00 UTC.",
 )
 def nightly_reingest(context: dg.ScheduleEvaluationContext, sources: SourcesResource):

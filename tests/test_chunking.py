@@ -60,3 +60,33 @@ def test_failed_and_empty_documents_make_no_chunks(tokenizer):
         docs([{"doc_id": "bad", "error": "binary file"}, {"doc_id": "empty", "text": "  \n "}, {"doc_id": "ok", "text": "hello"}])
     )
     assert frame["doc_id"].to_list() == ["ok"]
+
+
+def test_a_changed_sensitivity_or_position_is_a_new_id_so_milvus_rows_never_go_stale(tokenizer):
+    chunker = Chunker(tokenizer, ChunkSettings(64, 0))
+    base = chunker.chunk_frame(docs([{"doc_id": "d1", "title": "T", "text": "alpha beta"}]))
+    flipped = chunker.chunk_frame(docs([{"doc_id": "d1", "title": "T", "text": "alpha beta", "sensitive": True}]))
+    moved = chunker.chunk_frame(docs([{"doc_id": "d1", "title": "T", "text": "new intro paragraph\n\n" + "filler " * 80 + "\n\nalpha beta"}]))
+    assert set(base["chunk_id"]).isdisjoint(flipped["chunk_id"])
+    assert flipped["sensitive"].to_list() == [True]
+    assert "alpha beta" in moved["text"].to_list()[-1] and base["chunk_id"][0] not in set(moved["chunk_id"])
+
+
+def test_every_chunk_of_a_markdown_document_carries_its_title(tokenizer):
+    text = "# Runbook\n\n" + "\n\n".join(f"## Step {i}\n\n" + "Restart the service and check the logs. " * 8 for i in range(6))
+    frame = Chunker(tokenizer, ChunkSettings(64, 0)).chunk_frame(docs([{"doc_id": "d", "title": "Runbook", "text": text}]))
+    assert frame.height > 3
+    assert all(t.startswith("Runbook") or t.startswith("# Runbook") for t in frame["text"].to_list())
+
+
+def test_previous_chunks_are_reused_for_unchanged_documents(tokenizer):
+    chunker = Chunker(tokenizer, ChunkSettings(64, 0))
+    frame_in = docs([{"doc_id": "a", "title": "A", "text": "alpha", "content_hash": "h1"},
+                     {"doc_id": "b", "title": "B", "text": "beta", "content_hash": "h2"}])
+    first = chunker.chunk_frame(frame_in)
+    tampered = first.with_columns(pl.when(pl.col("doc_id") == "a").then(pl.lit("from previous")).otherwise(pl.col("text")).alias("text"))
+    second = chunker.chunk_frame(frame_in.with_columns(pl.when(pl.col("doc_id") == "b").then(pl.lit("h3")).otherwise(pl.col("content_hash")).alias("content_hash")), tampered)
+    by_doc = dict(zip(second["doc_id"], second["text"]))
+    assert by_doc["a"] == "from previous"  # unchanged content hash: reused, not re-split
+    assert by_doc["b"] == "B\n\nbeta"  # changed: split again
+    assert second["doc_id"].to_list() == ["a", "b"]

@@ -126,3 +126,14 @@ def test_purge_job_removes_a_sources_vectors_and_files(workspace: Workspace, tmp
     assert result.success
     assert stored_ids(workspace, "gone") == set()
     assert not list((workspace.root / "assets").rglob("gone.parquet"))
+
+
+def test_a_source_whose_inputs_all_vanish_fails_instead_of_emptying_the_index(workspace: Workspace, tmp_path: Path):
+    write_docs(tmp_path / "share", DOCS)
+    workspace.write_sources([{"name": "share", "kind": "markdown", "paths": [str(tmp_path / "share")]}])
+    workspace.materialize("share")
+    before = stored_ids(workspace, "share")
+    (tmp_path / "share").rename(tmp_path / "unmounted")
+    with pytest.raises(dg.DagsterExecutionStepExecutionError, match="no input could be read"):
+        workspace.materialize("share")
+    assert stored_ids(workspace, "share") == before

@@ -61,7 +61,7 @@ def run_eval(
             dataset = write_slice(dataset, root / "slice", split, max_queries or 10**9, max_docs or 10**9)
         data = load_beir(dataset, split)
         ws = Workspace(root=root / "ws", cache_dir=cache_dir)
-        ws.write_sources([{"name": name, "kind": "beir", "paths": [str(dataset.resolve())], "schedule": "manual"}])
+        ws.write_sources([{"name": name, "kind": "beir", "paths": [str(dataset.resolve())], "schedule": "manual", "max_file_mb": 1_000_000}])
         log(f"ingesting {dataset} as source {name!r}")
         report = ws.materialize(name)
         timings = {f"{k}_s": round(v, 2) for k, v in report.stage_seconds().items()}

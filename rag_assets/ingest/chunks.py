@@ -7,7 +7,9 @@ import dagster as dg
 import polars as pl
 
 from rag_assets.chunking import Chunker, ChunkSettings
+from rag_assets.ingest.k8s import CPU_OP_TAGS
 from rag_assets.ingest.partitions import sources_partitions
+from rag_assets.io_manager import PolarsParquetIOManager
 from resources.embedder import EmbedderResource
 
 NO_EMPTY_CHUNKS = "no_empty_chunks"
@@ -19,14 +21,17 @@ class ChunksConfig(dg.Config):
     overlap: int = 32
 
 
-def chunk_documents(documents: pl.DataFrame, embedder: EmbedderResource, config: ChunksConfig) -> tuple[pl.DataFrame, Chunker]:
+def chunk_documents(
+    documents: pl.DataFrame, embedder: EmbedderResource, config: ChunksConfig, previous: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, Chunker]:
     chunker = Chunker(embedder.tokenizer(), ChunkSettings(config.max_tokens, config.overlap), embedder.max_tokens)
-    return chunker.chunk_frame(documents), chunker
+    return chunker.chunk_frame(documents, previous), chunker
 
 
 @dg.asset(
     partitions_def=sources_partitions,
     group_name="ingestion",
+    op_tags=CPU_OP_TAGS,
     kinds={"python", "parquet"},
     description="Chunks of one source's documents: at most `max_tokens` model tokens each (special tokens "
     "included), split on Markdown structure, titled, with heading path and position. Ids are content hashes.",
@@ -35,15 +40,24 @@ def chunk_documents(documents: pl.DataFrame, embedder: EmbedderResource, config:
         dg.AssetCheckSpec(WITHIN_TOKEN_LIMIT, asset="chunks", description="No chunk exceeds the token limit."),
     ],
 )
-def chunks(context: dg.AssetExecutionContext, config: ChunksConfig, embedder: EmbedderResource, documents: pl.DataFrame):
+def chunks(
+    context: dg.AssetExecutionContext,
+    config: ChunksConfig,
+    embedder: EmbedderResource,
+    io_manager: dg.ResourceParam[PolarsParquetIOManager],
+    documents: pl.DataFrame,
+):
     started = time.perf_counter()
-    frame, chunker = chunk_documents(documents, embedder, config)
+    previous = io_manager.load_previous(context.asset_key, context.partition_key)
+    frame, chunker = chunk_documents(documents, embedder, config, previous)
+    reused = 0 if previous is None else frame.join(previous.select("chunk_id"), on="chunk_id", how="semi").height
     empty = frame.filter(pl.col("text").str.strip_chars() == "").height
     over = frame.filter(pl.col("n_tokens") > chunker.limit)
     yield dg.Output(
         frame,
         metadata={
             "chunks": frame.height,
+            "reused_unchanged": reused,
             "documents": frame["doc_id"].n_unique(),
             "chunker": chunker.settings.settings_id,
             "token_limit": chunker.limit,

@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from rag_assets.ingest.metadata import markdown_table
+from rag_assets.ingest.k8s import CPU_OP_TAGS
 from rag_assets.ingest.partitions import sources_partitions
 from rag_assets.sources import load_source
 from resources.sources import SourcesResource
@@ -17,6 +18,7 @@ ALL_INPUTS_LOADED = "all_inputs_loaded"
 @dg.asset(
     partitions_def=sources_partitions,
     group_name="ingestion",
+    op_tags=CPU_OP_TAGS,
     kinds={"python", "parquet"},
     description="Documents of one source (a partition per source in sources.yaml): doc_id, link, title, "
     "text, content hash, updated_at, sensitivity. Inputs that could not be read are rows with `error` set.",
@@ -33,6 +35,13 @@ def documents(context: dg.AssetExecutionContext, sources: SourcesResource):
     loaded = frame.height - failures.height
     for row in failures.iter_rows(named=True):
         context.log.warning(f"skipped {row['locator']}: {row['error']}")
+    if loaded == 0 and failures.height:
+        # Nothing readable (an unmounted share, a moved folder): refuse rather than empty the index.
+        raise dg.Failure(
+            description=f"source {spec.name!r}: no input could be read ({failures.height} failed); "
+            "refusing to replace its documents with nothing",
+            metadata={"failures": markdown_table(failures)},
+        )
     yield dg.Output(
         frame,
         metadata={

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from rag_assets.index_store import collection_name, count_for_source, ensure_collection, index_parameters, sync_source
+from rag_assets.ingest.k8s import CPU_OP_TAGS
 from rag_assets.ingest.partitions import sources_partitions
 from resources.embedder import EmbedderResource
 from resources.milvus import MilvusResource
@@ -18,6 +19,7 @@ COUNT_MATCHES = "count_matches_chunks"
 @dg.asset(
     partitions_def=sources_partitions,
     group_name="ingestion",
+    op_tags=CPU_OP_TAGS,
     kinds={"milvus"},
     description="The source's chunks in the Milvus collection named for the embedding model: dense vectors "
     "(HNSW, cosine) and a BM25 sparse field from Milvus's BM25 function. New chunks are upserted, gone ones deleted.",

@@ -139,14 +139,20 @@ def walk_source(
 ) -> Iterator[FoundFile | Failure]:
     """Every file of the spec's paths: a configured file as is, a folder walked with `include` globs.
 
-    A configured path that does not exist is yielded as a `Failure`.
+    A configured path that does not exist is yielded as a `Failure`. With several configured paths,
+    locators are prefixed by the configured path, so `a/README.md` and `b/README.md` stay distinct.
     """
     patterns = spec.include or default_include
+    several = len(spec.paths) > 1
     for configured, path in zip(spec.paths, spec.resolved_paths(base_dir), strict=True):
+        prefix = configured.rstrip("/") + "/" if several else ""
         if path.is_file():
-            yield FoundFile(path=path, locator=path.name)
+            yield FoundFile(path=path, locator=configured if several else path.name)
         elif path.is_dir():
-            yield from _walk_folder(spec, path, patterns)
+            for found in _walk_folder(spec, path, patterns):
+                if prefix and isinstance(found, FoundFile):
+                    found = FoundFile(path=found.path, locator=prefix + found.locator)
+                yield found
         else:
             yield Failure(source=spec.name, locator=configured, link=str(path), reason=f"path not found: {path}")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag_assets.hashing import sha256_hex
 
@@ -18,6 +18,8 @@ DEFAULT_SOURCES_FILE = "sources.yaml"
 
 class SourceSpec(BaseModel):
     """One source: a dynamic partition of the ingestion assets."""
+
+    model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=SOURCE_NAME_PATTERN)
     kind: SourceKind
@@ -42,6 +44,7 @@ class SourceSpec(BaseModel):
 
 
 class SourcesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     sources: list[SourceSpec] = Field(default_factory=list)
 
 

@@ -1,0 +1,68 @@
+"""Chunker speed: our Chunker (semantic-text-splitter) vs LangChain's RecursiveCharacterTextSplitter.
+
+Same texts (the SciFact corpus), same tokenizer (the embedding model's), same chunk size and overlap.
+Prints the median of several runs of each and the ratio. Our side does more work (title prefixes,
+heading paths, token counts, content-hash ids), so the ratio is conservative.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import polars as pl  # noqa: E402
+
+from bench.common import machine, median, require_scifact, timer  # noqa: E402
+from rag_assets.chunking import Chunker, ChunkSettings  # noqa: E402
+from rag_assets.sources.beir import load_beir  # noqa: E402
+from rag_assets.sources.spec import SourceSpec  # noqa: E402
+from resources import local_embedding  # noqa: E402
+
+MODEL = "all-MiniLM-L6-v2"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    root = require_scifact()
+    docs = load_beir(SourceSpec(name="scifact", kind="beir", paths=[str(root)]), root).to_frame(False)
+    texts = docs["text"].to_list()
+    settings = ChunkSettings(max_tokens=256, overlap=32)
+    capacity = settings.max_tokens - 2
+
+    tokenizer = local_embedding.load_tokenizer(MODEL)
+    ours: list[float] = []
+    for _ in range(args.repeat):
+        with timer(ours):
+            frame = Chunker(tokenizer, settings, 256).chunk_frame(docs)
+
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+    from transformers import AutoTokenizer
+
+    hf_tok = AutoTokenizer.from_pretrained(str(local_embedding.local_model_dir(MODEL)), local_files_only=True)
+    theirs: list[float] = []
+    for _ in range(args.repeat):
+        with timer(theirs):
+            splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(hf_tok, chunk_size=capacity, chunk_overlap=settings.overlap)
+            lc_chunks = [c for t in texts for c in splitter.split_text(t)]
+
+    result = {
+        "texts": len(texts),
+        "ours_chunks": frame.height,
+        "langchain_chunks": len(lc_chunks),
+        "ours_median_s": round(median(ours), 2),
+        "langchain_median_s": round(median(theirs), 2),
+        "speedup": round(median(theirs) / median(ours), 2),
+        "runs": args.repeat,
+        "machine": machine(),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
