@@ -15,12 +15,13 @@ def _eval(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     result = run_eval(
         Path(args.dataset), modes, split=args.split, cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        max_queries=args.max_queries, max_docs=args.max_docs, fusion=args.fusion, log=log,
+        max_queries=args.max_queries, max_docs=args.max_docs, fusion=args.fusion, dense_weight=args.dense_weight, log=log,
     )
     if args.json:
         out = dict(result.scores[modes[0]]) if len(modes) == 1 else {}
         out.update({"mode": args.mode, "split": args.split, "queries": result.queries, "documents": result.documents,
-                    "chunks": result.chunks, "timings": result.timings})
+                    "chunks": result.chunks, "fusion": args.fusion, "dense_weight": round(result.dense_weight if args.fusion == "auto" else args.dense_weight, 3),
+                    "timings": result.timings})
         if len(modes) > 1:
             out["scores"] = result.scores
         print(json.dumps(out))
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", required=True, help="folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     ev.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid", "all"])
     ev.add_argument("--split", default="test")
-    ev.add_argument("--fusion", default="auto", choices=["auto", "rrf", "weighted"])
+    ev.add_argument("--fusion", default="auto", choices=["auto", "rrf", "weighted"], help="hybrid fusion (default auto)")
+    ev.add_argument("--dense-weight", type=float, default=0.7, help="dense weight for --fusion weighted")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--cache-dir", default=None, help="embedding cache folder (default: a temporary one)")
     ev.add_argument("--max-queries", type=int, default=None, help="evaluate a slice: at most this many queries")

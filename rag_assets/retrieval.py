@@ -1,9 +1,11 @@
 """One retrieval function for evaluation and inference: dense, BM25 or hybrid over a chunk collection.
 
 Hybrid fusion:
-- `rrf` and `weighted`: Milvus's own `hybrid_search` with `RRFRanker` / `WeightedRanker`.
+- `rrf`: Milvus's own `hybrid_search` with `RRFRanker`.
+- `weighted`: a fixed dense weight over min-max normalised scores (the classic convex combination).
 - `auto` (default): both candidate lists fetched from Milvus and fused here by `rag_assets.fusion`,
-  which adapts the BM25 weight per query so the hybrid does not fall below the stronger retriever.
+  with a dense weight calibrated on the collection's own queries (mutual confirmation, no labels),
+  so the hybrid does not fall below the stronger retriever on corpora where one of them is weak.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker, WeightedRanker
+from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker
 
-from rag_assets.fusion import FusionParams, fuse
+from pathlib import Path
+
+from rag_assets.fusion import DEPTH, CalibrationStore, confirmation_gap, fuse
 from rag_assets.index_store import OUTPUT_FIELDS, source_filter
 
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -42,7 +46,7 @@ class RetrievalSettings:
     fusion: Fusion = "auto"
     dense_weight: float = 0.7  # `weighted` fusion only
     rrf_k: int = 60  # `rrf` fusion only
-    candidates: int = 100  # per retriever, before fusion
+    candidates: int = DEPTH  # per retriever, before fusion
 
 
 def _hit(raw: dict, score: float) -> Hit:
@@ -68,26 +72,44 @@ def _bm25_score(distance: float) -> float:
 class Retriever:
     """Searches one collection. Query vectors come from `embed_queries` (the same model as the index)."""
 
-    def __init__(self, client: MilvusClient, collection: str, embed_queries):
+    def __init__(self, client: MilvusClient, collection: str, embed_queries, calibration_path: Path | None = None):
         self.client, self.collection, self.embed_queries = client, collection, embed_queries
+        self.calibration = CalibrationStore(calibration_path)
+        client.load_collection(collection)  # a reopened collection starts released
 
-    def _dense(self, vectors: np.ndarray, limit: int, flt: str) -> list[list[Hit]]:
+    @property
+    def dense_weight(self) -> float:
+        """The `auto` hybrid's current dense weight for this collection."""
+        return self.calibration.calibration.dense_weight
+
+    def calibrate(self, queries: list[str], sources: list[str] | None = None, batch: int = 64) -> float:
+        """Observe queries (e.g. a sample of real ones) to calibrate `auto` fusion; returns the weight."""
+        flt = source_filter(sources) if sources else ""
+        for start in range(0, len(queries), batch):
+            part = queries[start : start + batch]
+            vectors = np.asarray(self.embed_queries(part), dtype=np.float32)
+            dense, bm25 = self._dense(vectors, DEPTH, flt, light=True), self._bm25(part, DEPTH, flt, light=True)
+            self.calibration.observe([confirmation_gap(d, b) for d, b in zip(dense, bm25)])
+        return self.dense_weight
+
+    def _dense(self, vectors: np.ndarray, limit: int, flt: str, light: bool = False) -> list[list[Hit]]:
         res = self.client.search(
             self.collection, data=vectors.tolist(), anns_field="vector", limit=limit, filter=flt,
-            output_fields=OUTPUT_FIELDS, search_params={"metric_type": "COSINE", "params": {"ef": max(HNSW_EF, limit)}},
+            output_fields=["chunk_id", "doc_id"] if light else OUTPUT_FIELDS, search_params={"metric_type": "COSINE", "params": {"ef": max(HNSW_EF, limit)}},
         )
         return [[_hit(r, r["distance"]) for r in row] for row in res]
 
-    def _bm25(self, queries: list[str], limit: int, flt: str) -> list[list[Hit]]:
+    def _bm25(self, queries: list[str], limit: int, flt: str, light: bool = False) -> list[list[Hit]]:
         res = self.client.search(
             self.collection, data=queries, anns_field="sparse", limit=limit, filter=flt,
-            output_fields=OUTPUT_FIELDS, search_params={"metric_type": "BM25"},
+            output_fields=["chunk_id", "doc_id"] if light else OUTPUT_FIELDS, search_params={"metric_type": "BM25"},
         )
         hits = [[_hit(r, _bm25_score(r["distance"])) for r in row] for row in res]
         return [sorted(row, key=lambda h: -h.score) for row in hits]
 
     def _milvus_hybrid(self, queries: list[str], vectors: np.ndarray, s: RetrievalSettings, flt: str) -> list[list[Hit]]:
-        ranker = RRFRanker(s.rrf_k) if s.fusion == "rrf" else WeightedRanker(s.dense_weight, 1 - s.dense_weight)
+        """Milvus-side fusion (RRF) with `hybrid_search`."""
+        ranker = RRFRanker(s.rrf_k)
         out = []
         for query, vec in zip(queries, vectors):  # one request pair per query
             reqs = [
@@ -109,10 +131,14 @@ class Retriever:
         vectors = np.asarray(self.embed_queries(queries), dtype=np.float32)
         if settings.mode == "dense":
             return self._dense(vectors, settings.top_k, flt)
-        if settings.fusion in ("rrf", "weighted"):
+        if settings.fusion == "rrf":
             return self._milvus_hybrid(queries, vectors, settings, flt)
         dense, bm25 = self._dense(vectors, limit, flt), self._bm25(queries, limit, flt)
-        return [fuse(d, b, settings.top_k, FusionParams()) for d, b in zip(dense, bm25)]
+        if settings.fusion == "weighted":
+            weight = settings.dense_weight
+        else:
+            weight = self.calibration.observe([confirmation_gap(d, b) for d, b in zip(dense, bm25)])
+        return [fuse(d, b, settings.top_k, weight) for d, b in zip(dense, bm25)]
 
 
 def rank_documents(hits: list[Hit], k: int) -> list[tuple[str, float]]:

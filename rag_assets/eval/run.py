@@ -30,6 +30,7 @@ class EvalResult:
     documents: int
     chunks: int
     queries: int
+    dense_weight: float  # the `auto` hybrid's calibrated weight
 
 
 def retrieve_run(retriever: Retriever, queries: dict[str, str], settings: RetrievalSettings, to_beir_id: dict[str, str]) -> dict[str, list[str]]:
@@ -51,6 +52,7 @@ def run_eval(
     max_queries: int | None = None,
     max_docs: int | None = None,
     fusion: str = "auto",
+    dense_weight: float = 0.7,
     log=lambda msg: None,
 ) -> EvalResult:
     """Ingest `dataset` into a temporary instance and Milvus Lite file, then score each retrieval mode."""
@@ -61,7 +63,7 @@ def run_eval(
             dataset = write_slice(dataset, root / "slice", split, max_queries or 10**9, max_docs or 10**9)
         data = load_beir(dataset, split)
         ws = Workspace(root=root / "ws", cache_dir=cache_dir)
-        ws.write_sources([{"name": name, "kind": "beir", "paths": [str(dataset.resolve())], "schedule": "manual", "max_file_mb": 1_000_000}])
+        ws.write_sources([{"name": name, "kind": "beir", "paths": [str(dataset.resolve())], "schedule": "manual", "max_file_mb": 16_384}])
         log(f"ingesting {dataset} as source {name!r}")
         report = ws.materialize(name)
         timings = {f"{k}_s": round(v, 2) for k, v in report.stage_seconds().items()}
@@ -74,12 +76,18 @@ def run_eval(
         milvus: MilvusResource = resources["milvus"]
         retriever = Retriever(milvus.client(), collection_name(embedder.model_id), embedder.embed_queries)
         scores = {}
+        if "hybrid" in modes and fusion == "auto":
+            started = time.perf_counter()
+            weight = retriever.calibrate(list(data.queries.values()))
+            timings["calibrate_s"] = round(time.perf_counter() - started, 2)
+            log(f"auto fusion: dense weight {weight:.2f} from {len(data.queries)} queries")
         for mode in modes:
-            settings = RetrievalSettings(mode=mode, top_k=CHUNK_HITS, candidates=CHUNK_HITS, fusion=fusion)
+            settings = RetrievalSettings(mode=mode, top_k=CHUNK_HITS, candidates=CHUNK_HITS, fusion=fusion, dense_weight=dense_weight)
             started = time.perf_counter()
             run = retrieve_run(retriever, data.queries, settings, to_beir_id)
             timings[f"search_{mode}_s"] = round(time.perf_counter() - started, 2)
             scores[mode] = {k: round(v, 4) for k, v in evaluate(run, data.qrels).items()}
             log(f"{mode}: {scores[mode]}")
         n_chunks = int(report.metadata.get("chunks", {}).get("chunks", 0))
-        return EvalResult(dataset=str(dataset), split=split, scores=scores, timings=timings, documents=docs.height, chunks=n_chunks, queries=len(data.queries))
+        return EvalResult(dataset=str(dataset), split=split, scores=scores, timings=timings, documents=docs.height,
+                          chunks=n_chunks, queries=len(data.queries), dense_weight=retriever.dense_weight)

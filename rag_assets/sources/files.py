@@ -196,7 +196,8 @@ def read_bytes(path: Path, limit: int) -> bytes | Unreadable:
         return Unreadable(problem)
     try:
         with path.open("rb") as handle:
-            data = handle.read(limit + 1)  # the file may have grown since stat
+            # One byte past the stat size (capped by the limit) tells a file that grew since stat.
+            data = handle.read(min(limit, path.stat().st_size + 1) + 1)
     except OSError as exc:
         return Unreadable(f"cannot read file: {exc.strerror or exc}")
     if len(data) > limit:
