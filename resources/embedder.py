@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +12,8 @@ import numpy as np
 
 from rag_assets.hashing import text_hash
 from rag_assets.settings import rag_home
-from resources import local_embedding
+from rag_assets.llm.types import SensitiveDataError
+from resources import local_embedding, remote_embedding
 from resources.embedding_cache import EmbeddingCache
 
 
@@ -19,42 +21,73 @@ def slug(value: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
 
 
+@lru_cache(maxsize=8)
+def _probed_dimension(provider: str, model: str, base_url: str, api_key: str) -> int:
+    embed = remote_embedding.openai_embed if provider == "openai" else remote_embedding.gemini_embed
+    return int(embed(["dimension probe"], model, api_key, base_url).shape[1])
+
+
 class EmbedderResource(dg.ConfigurableResource):
-    """Embeds texts with the configured model. Default: local all-MiniLM-L6-v2 (offline, CPU or GPU).
+    """Embeds texts with the configured model. Default: local all-MiniLM-L6-v2 (offline, CPU or GPU);
+    `openai` and `gemini` use the providers' SDKs (a different model is always a different collection).
 
     Document embeddings go through a cache keyed by (model, text hash); the model loads only when a
     text is missing from it, so a re-run with nothing changed never loads it.
     """
 
-    provider: Literal["local"] = "local"
+    provider: Literal["local", "openai", "gemini"] = "local"
     model: str = "all-MiniLM-L6-v2"
-    device: str = "auto"  # auto, cpu, cuda, cuda:0, ...
+    device: str = "auto"  # local: auto, cpu, cuda, cuda:0, ...
     batch_size: int = 64
     cache_dir: str = ""
+    base_url: str = ""  # openai/gemini: another endpoint (an OpenAI-compatible server counts as local if `external` is false)
+    api_key: str = ""  # pass a dg.EnvVar; never logged
+    dimension_override: int | None = None  # remote models: the vector size, else probed once
+    external: bool | None = None  # default: every provider but `local` is external
+    chunk_tokens: int = 512  # remote models: chunk budget, counted with the local tokenizer
 
     @property
     def model_id(self) -> str:
         return f"{self.provider}/{self.model}"
 
     @property
+    def is_external(self) -> bool:
+        return self.external if self.external is not None else self.provider != "local"
+
+    @property
     def dimension(self) -> int:
-        return local_embedding.model_dimension(self.model)
+        if self.provider == "local":
+            return local_embedding.model_dimension(self.model)
+        return self.dimension_override or _probed_dimension(self.provider, self.model, self.base_url, self.api_key)
 
     @property
     def max_tokens(self) -> int:
-        return local_embedding.model_max_tokens(self.model)
+        return local_embedding.model_max_tokens(self.model) if self.provider == "local" else self.chunk_tokens
 
     def tokenizer(self):
-        return local_embedding.load_tokenizer(self.model)
+        """The tokenizer that sizes chunks: the local model's own; for remote models, the bundled one as a proxy."""
+        return local_embedding.load_tokenizer(self.model if self.provider == "local" else "all-MiniLM-L6-v2")
+
+    def check_sensitivity(self, sensitive: bool) -> None:
+        if sensitive and self.is_external:
+            raise SensitiveDataError(
+                f"sensitive data cannot be embedded by the external provider {self.model_id}; "
+                "use a local embedder (provider local, or an in-house endpoint with external: false)"
+            )
 
     def cache(self) -> EmbeddingCache:
         root = Path(self.cache_dir) if self.cache_dir else rag_home() / "embedding_cache"
-        return EmbeddingCache(root / f"{slug(self.model_id)}.sqlite", self.dimension)
+        endpoint = f"_{slug(self.base_url)}" if self.base_url else ""
+        return EmbeddingCache(root / f"{slug(self.model_id)}{endpoint}.sqlite", self.dimension)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed texts now (no cache), L2-normalised float32, in the order given."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.provider == "openai":
+            return remote_embedding.openai_embed(texts, self.model, self.api_key, self.base_url)
+        if self.provider == "gemini":
+            return remote_embedding.gemini_embed(texts, self.model, self.api_key, self.base_url)
         model = local_embedding.load_sentence_transformer(self.model, self.device)
         vectors = model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
@@ -64,12 +97,13 @@ class EmbedderResource(dg.ConfigurableResource):
     def embed_queries(self, queries: list[str]) -> np.ndarray:
         return self.encode(queries)
 
-    def embed_documents(self, texts: list[str], hashes: list[str] | None = None, log=None) -> tuple[np.ndarray, int]:
+    def embed_documents(self, texts: list[str], hashes: list[str] | None = None, log=None, sensitive: bool = False) -> tuple[np.ndarray, int]:
         """Embed through the cache; returns (vectors in input order, number of texts actually embedded).
 
         Misses are embedded longest-first in cache-sized batches and written to the cache as each
         batch finishes, so a killed run keeps what it already paid for.
         """
+        self.check_sensitivity(sensitive)
         hashes = hashes or [text_hash(t) for t in texts]
         cache = self.cache()
         try:

@@ -36,7 +36,10 @@ def embedding_frame(chunks: pl.DataFrame, vectors: np.ndarray) -> pl.DataFrame:
 )
 def embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, chunks: pl.DataFrame):
     started = time.perf_counter()
-    vectors, embedded_now = embedder.embed_documents(chunks["text"].to_list(), chunks["text_hash"].to_list(), log=context.log)
+    sensitive = bool(chunks["sensitive"].any()) if chunks.height else False
+    vectors, embedded_now = embedder.embed_documents(
+        chunks["text"].to_list(), chunks["text_hash"].to_list(), log=context.log, sensitive=sensitive
+    )
     elapsed = time.perf_counter() - started
     frame = embedding_frame(chunks, vectors)
     dim = int(vectors.shape[1]) if vectors.size else embedder.dimension

@@ -1,0 +1,1 @@
+"""Provider-agnostic LLM calls: a routing policy (tiers of candidates), providers, retries, accounting."""

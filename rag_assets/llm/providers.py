@@ -1,0 +1,139 @@
+"""Providers behind one `complete` call: local llama.cpp, the `openai` SDK, the `google-genai` SDK.
+
+Each maps its SDK's failures onto `RetryableError` (429, 5xx, timeout, connection, malformed
+output) or `CandidateError` (auth, bad request, unknown model) so the router can retry or fall back.
+SDK-level retries are off: the router owns retries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from rag_assets.llm.types import CandidateError, Completion, RetryableError
+
+DEFAULT_MODELS = {"local": "gemma-3-270m-q4_k_m", "openai": "gpt-4.1-mini", "gemini": "gemini-2.5-flash"}
+
+
+def _retry_after(headers) -> float | None:
+    try:
+        value = headers.get("retry-after") if headers is not None else None
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class LocalProvider:
+    """Completion-style prompts on the bundled GGUF (a small base model: chat templates are not relied on)."""
+
+    model: str
+    n_ctx: int = 4096
+    model_path: str = ""
+
+    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float) -> Completion:
+        from rag_assets.llm.local_model import gguf_path, load_llama
+
+        llm, lock = load_llama(self.model_path or str(gguf_path()), self.n_ctx)
+        text = f"{system.strip()}\n\n{prompt}" if system else prompt
+        started = time.perf_counter()
+        with lock:
+            try:
+                out = llm.create_completion(text, max_tokens=max_tokens, temperature=temperature, stop=stop or None, seed=0)
+            except ValueError as exc:  # e.g. the prompt exceeds the context window
+                raise CandidateError(f"local model: {exc}") from exc
+        usage = out.get("usage") or {}
+        return Completion(out["choices"][0]["text"], int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
+                          time.perf_counter() - started, "local", self.model)
+
+
+@dataclass
+class OpenAIProvider:
+    """The official `openai` SDK; `base_url` points it at any OpenAI-compatible server (vLLM, Ollama, llama.cpp)."""
+
+    model: str
+    api_key: str = ""
+    base_url: str = ""
+
+    def __post_init__(self) -> None:
+        import openai
+
+        self._openai = openai
+        self._client = openai.OpenAI(api_key=self.api_key or "unused", base_url=self.base_url or None, max_retries=0)
+
+    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float) -> Completion:
+        openai = self._openai
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        started = time.perf_counter()
+        try:
+            resp = self._client.chat.completions.create(
+                model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop or None, timeout=timeout_s,
+            )
+        except openai.RateLimitError as exc:
+            raise RetryableError(f"openai 429: {exc.message}", "rate_limited", _retry_after(exc.response.headers)) from exc
+        except openai.APITimeoutError as exc:
+            raise RetryableError(f"openai timeout after {timeout_s}s", "timeout") from exc
+        except openai.APIConnectionError as exc:
+            raise RetryableError(f"openai connection error: {exc}", "connection") from exc
+        except openai.APIResponseValidationError as exc:
+            raise RetryableError(f"openai malformed response: {exc}", "malformed") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500:
+                raise RetryableError(f"openai {exc.status_code}", "server_error", _retry_after(exc.response.headers)) from exc
+            raise CandidateError(f"openai {exc.status_code}: {exc.message}") from exc
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise RetryableError(f"openai malformed response: {exc}", "malformed") from exc
+        choices = getattr(resp, "choices", None)
+        if not choices or choices[0].message is None or choices[0].message.content is None:
+            raise RetryableError("openai malformed response: no choices", "malformed")
+        usage = resp.usage
+        return Completion(choices[0].message.content, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
+                          time.perf_counter() - started, "openai", self.model)
+
+
+@dataclass
+class GeminiProvider:
+    """The official `google-genai` SDK (Gemini API); `base_url` points it at another endpoint."""
+
+    model: str
+    api_key: str = ""
+    base_url: str = ""
+
+    def __post_init__(self) -> None:
+        from google import genai
+        from google.genai import errors, types
+
+        self._errors, self._types = errors, types
+        options = types.HttpOptions(base_url=self.base_url) if self.base_url else None
+        self._client = genai.Client(api_key=self.api_key or "unused", http_options=options)
+
+    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float) -> Completion:
+        import httpx
+
+        types, errors = self._types, self._errors
+        config = types.GenerateContentConfig(
+            max_output_tokens=max_tokens, temperature=temperature, stop_sequences=stop or None,
+            system_instruction=system or None, http_options=types.HttpOptions(timeout=int(timeout_s * 1000)),
+        )
+        started = time.perf_counter()
+        try:
+            resp = self._client.models.generate_content(model=self.model, contents=prompt, config=config)
+        except errors.ClientError as exc:
+            if exc.code == 429:
+                raise RetryableError(f"gemini 429: {exc.message}", "rate_limited", _retry_after(getattr(exc.response, "headers", None))) from exc
+            raise CandidateError(f"gemini {exc.code}: {exc.message}") from exc
+        except errors.ServerError as exc:
+            raise RetryableError(f"gemini {exc.code}: {exc.message}", "server_error") from exc
+        except httpx.TimeoutException as exc:
+            raise RetryableError(f"gemini timeout after {timeout_s}s", "timeout") from exc
+        except httpx.TransportError as exc:
+            raise RetryableError(f"gemini connection error: {exc}", "connection") from exc
+        except (json.JSONDecodeError, ValueError) as exc:
+            raise RetryableError(f"gemini malformed response: {exc}", "malformed") from exc
+        text = resp.text
+        if text is None:
+            raise RetryableError("gemini malformed response: no candidate text", "malformed")
+        usage = resp.usage_metadata
+        return Completion(text, getattr(usage, "prompt_token_count", 0) or 0, getattr(usage, "candidates_token_count", 0) or 0,
+                          time.perf_counter() - started, "gemini", self.model)

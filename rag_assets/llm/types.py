@@ -1,0 +1,53 @@
+"""Values and errors shared by providers, the router and the resource."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    latency_s: float
+    provider: str
+    model: str
+
+
+class LLMError(Exception):
+    """Base class of every LLM failure the router handles."""
+
+
+class RetryableError(LLMError):
+    """429, 5xx, timeouts, connection errors, malformed output: retry with backoff, then fall back."""
+
+    def __init__(self, message: str, kind: str, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
+
+
+class CandidateError(LLMError):
+    """Not worth retrying on this candidate (auth, bad request, model missing): fall back at once."""
+
+
+class BudgetExceeded(LLMError):
+    """The run's token or cost budget is spent: no further calls."""
+
+
+class SensitiveDataError(LLMError):
+    """Sensitive data would have gone to an external provider."""
+
+
+class NoCandidate(LLMError):
+    """No candidate of the tier fits the call's limits, sensitivity and available credentials."""
+
+
+@dataclass
+class AllCandidatesFailed(LLMError):
+    tier: str
+    attempts: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"every candidate of tier {self.tier!r} failed: " + "; ".join(self.attempts)

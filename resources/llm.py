@@ -1,0 +1,102 @@
+"""The LLM resource: one Dagster resource for every provider, switchable per run, routed by policy.
+
+Run config switches a run to a provider and model with no code change:
+`{"resources": {"llm": {"config": {"provider": "openai", "model": "gpt-4.1-mini"}}}}`.
+Without `provider`, calls are routed by the policy YAML (tiers of candidates with price, latency,
+quality and whether they are external); sensitive data never reaches an external candidate.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from rag_assets.llm.ledger import Ledger
+from rag_assets.llm.policy import Budget, Candidate, Limits, Policy, load_policy
+from rag_assets.llm.providers import DEFAULT_MODELS, GeminiProvider, LocalProvider, OpenAIProvider
+from rag_assets.llm.router import Router
+from rag_assets.llm.types import Completion
+
+KEY_ENVS = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
+
+
+class LLMResource(dg.ConfigurableResource):
+    """Completions through a routing policy. Keys come in as `dg.EnvVar`s and never reach logs or metadata."""
+
+    provider: str = ""  # "", local, openai, gemini: empty routes by policy; set, it pins this run to it
+    model: str = ""
+    base_url: str = ""  # an OpenAI-compatible or Gemini endpoint (vLLM, Ollama, llama.cpp server, a proxy)
+    external: bool | None = None  # for a pinned provider; default: everything but `local` is external
+    openai_api_key: str = ""
+    gemini_api_key: str = ""
+    policy_path: str = ""
+    budget_tokens: int | None = None  # override the policy's per-run budget
+    budget_usd: float | None = None
+    timeout_s: float | None = None
+    local_n_ctx: int = 4096
+    local_model_path: str = ""  # another GGUF instead of the bundled one
+
+    _router: Router | None = PrivateAttr(default=None)
+
+    def _keys(self) -> dict[str, str]:
+        return {KEY_ENVS["openai"]: self.openai_api_key, KEY_ENVS["gemini"]: self.gemini_api_key}
+
+    def _policy(self) -> Policy:
+        policy = load_policy(Path(self.policy_path) if self.policy_path else None)
+        budget = Budget(
+            max_tokens=self.budget_tokens if self.budget_tokens is not None else policy.budget.max_tokens,
+            max_cost_usd=self.budget_usd if self.budget_usd is not None else policy.budget.max_cost_usd,
+        )
+        retry = policy.retry.model_copy(update={"timeout_s": self.timeout_s}) if self.timeout_s else policy.retry
+        return policy.model_copy(update={"budget": budget, "retry": retry})
+
+    def _pinned(self, policy: Policy) -> Candidate | None:
+        if not self.provider:
+            return None
+        if self.provider not in DEFAULT_MODELS:
+            raise ValueError(f"unknown provider {self.provider!r}; choose local, openai or gemini")
+        model = self.model or DEFAULT_MODELS[self.provider]
+        known = next((c for cs in policy.tiers.values() for c in cs if c.provider == self.provider and c.model == model), None)
+        base = known.model_dump() if known else {"price_in": 0.0, "price_out": 0.0, "latency_s": 1.0, "quality": 1}
+        external = self.external if self.external is not None else self.provider != "local"
+        base.update(name=f"run-config:{self.provider}/{model}", provider=self.provider, model=model, external=external,
+                    base_url=self.base_url or base.get("base_url", ""), api_key_env=KEY_ENVS.get(self.provider, ""))
+        return Candidate.model_validate(base)
+
+    def provider_for(self, c: Candidate):
+        if c.provider == "local":
+            return LocalProvider(model=c.model, n_ctx=self.local_n_ctx, model_path=self.local_model_path)
+        key = self._keys().get(c.api_key_env) or os.environ.get(c.api_key_env, "")
+        cls = OpenAIProvider if c.provider == "openai" else GeminiProvider
+        return cls(model=c.model, api_key=key, base_url=c.base_url)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        policy = self._policy()
+        self._router = Router(policy, self.provider_for, pinned=self._pinned(policy), keys=self._keys())
+
+    @property
+    def router(self) -> Router:
+        if self._router is None:  # used outside a Dagster run (CLI, notebooks)
+            self.setup_for_execution(dg.build_init_resource_context())
+        return self._router
+
+    def complete(self, prompt: str, *, tier: str = "strong", sensitive: bool = False, limits: Limits | None = None,
+                 system: str = "", max_tokens: int = 256, temperature: float = 0.0, stop: list[str] | None = None) -> Completion:
+        return self.router.complete(tier, prompt, sensitive=sensitive, limits=limits, system=system,
+                                    max_tokens=max_tokens, temperature=temperature, stop=stop)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.router.ledger
+
+    def metadata(self) -> dict:
+        """Per-run totals for materialization metadata (no prompts, answers or keys)."""
+        from rag_assets.ingest.metadata import markdown_table
+        import polars as pl
+
+        rows = self.ledger.rows()
+        table = markdown_table(pl.DataFrame(rows)) if rows else dg.MetadataValue.md("_no calls_")
+        return {**self.ledger.totals(), "llm_calls_detail": table}
