@@ -14,8 +14,10 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e ".[test]"
+# llama-cpp-python builds from source: GGML_NATIVE=OFF keeps the build portable to any x86-64 CPU.
+# constraints.txt pins every transitive dependency to the versions the tests ran with.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed

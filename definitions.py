@@ -13,6 +13,7 @@ from rag_assets.ingest.index import index
 from rag_assets.ingest.purge import purge_job
 from rag_assets.io_manager import PolarsParquetIOManager
 from resources import EmbedderResource, MilvusResource, SourcesResource
+from resources.llm import LLMResource
 from sensors import nightly_reingest, sources_sensor
 from sensors.jobs import ingest_job
 
@@ -26,11 +27,17 @@ def choose_executor() -> dg.ExecutorDefinition:
     return dg.multiprocess_executor
 
 
+def env_secret(name: str) -> dg.EnvVar | str:
+    """A secret as `dg.EnvVar` (resolved at run time, never shown) when set; empty otherwise."""
+    return dg.EnvVar(name) if os.environ.get(name) else ""
+
+
 def default_resources() -> dict:
     return {
+        "llm": LLMResource(openai_api_key=env_secret("OPENAI_API_KEY"), gemini_api_key=env_secret("GEMINI_API_KEY")),
         "io_manager": PolarsParquetIOManager(base_dir=os.environ.get("RAG_ASSETS_DIR", "")),
         "embedder": EmbedderResource(),
-        "milvus": MilvusResource(uri=os.environ.get("RAG_MILVUS_URI", ""), token=dg.EnvVar("RAG_MILVUS_TOKEN") if os.environ.get("RAG_MILVUS_TOKEN") else ""),
+        "milvus": MilvusResource(uri=os.environ.get("RAG_MILVUS_URI", ""), token=env_secret("RAG_MILVUS_TOKEN")),
         "sources": SourcesResource(path=os.environ.get("RAG_SOURCES", "")),
     }
 

@@ -69,6 +69,7 @@ def keywords_dataset(root: Path, out: Path, n: int = 600, seed: int = 7) -> Path
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="test")
+    parser.add_argument("--corpora", default="abstracts,titles,keywords")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "rag-assets" / "embeddings"))
     args = parser.parse_args()
     root = require_scifact()
@@ -80,6 +81,8 @@ def main() -> None:
             "keywords": keywords_dataset(root, Path(tmp) / "keywords"),
         }
         for name, path in corpora.items():
+            if name not in args.corpora.split(","):
+                continue
             auto = run_eval(path, ["dense", "bm25", "hybrid"], split=args.split, cache_dir=Path(args.cache_dir))
             fixed = run_eval(path, ["hybrid"], split=args.split, cache_dir=Path(args.cache_dir), fusion="weighted", dense_weight=0.7)
             rrf = run_eval(path, ["hybrid"], split=args.split, cache_dir=Path(args.cache_dir), fusion="rrf")

@@ -104,14 +104,17 @@ class CalibrationStore:
             return self.calibration.dense_weight
 
 
-def _minmax(hits: list["Hit"]) -> dict[str, float]:
+def _minmax(hits: list["Hit"], depth: int = DEPTH) -> dict[str, float]:
+    """Scores scaled to [0, 1] over the top `depth` hits (the head decides the ranking); deeper hits
+    score 0 plus a tiny tie-breaker that keeps their own order."""
     if not hits:
         return {}
-    scores = [h.score for h in hits]
-    lo, hi = min(scores), max(scores)
+    head = [h.score for h in hits[:depth]]
+    lo, hi = min(head), max(head)
     if hi == lo:
-        return {h.chunk_id: 1.0 for h in hits}
-    return {h.chunk_id: (h.score - lo) / (hi - lo) for h in hits}
+        return {h.chunk_id: (1.0 if i < depth else 0.0) for i, h in enumerate(hits)}
+    span = hi - lo
+    return {h.chunk_id: max(0.0, (h.score - lo) / span) + 1e-6 * (h.score - lo) / span for h in hits}
 
 
 def fuse(dense: list["Hit"], bm25: list["Hit"], k: int, dense_weight: float) -> list["Hit"]:

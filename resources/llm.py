@@ -30,6 +30,7 @@ class LLMResource(dg.ConfigurableResource):
     model: str = ""
     base_url: str = ""  # an OpenAI-compatible or Gemini endpoint (vLLM, Ollama, llama.cpp server, a proxy)
     external: bool | None = None  # for a pinned provider; default: everything but `local` is external
+    openai_api: str = "chat"  # for a pinned openai provider: "completions" for base models
     openai_api_key: str = ""
     gemini_api_key: str = ""
     policy_path: str = ""
@@ -40,6 +41,7 @@ class LLMResource(dg.ConfigurableResource):
     local_model_path: str = ""  # another GGUF instead of the bundled one
 
     _router: Router | None = PrivateAttr(default=None)
+    _providers: dict = PrivateAttr(default_factory=dict)
 
     def _keys(self) -> dict[str, str]:
         return {KEY_ENVS["openai"]: self.openai_api_key, KEY_ENVS["gemini"]: self.gemini_api_key}
@@ -62,16 +64,21 @@ class LLMResource(dg.ConfigurableResource):
         known = next((c for cs in policy.tiers.values() for c in cs if c.provider == self.provider and c.model == model), None)
         base = known.model_dump() if known else {"price_in": 0.0, "price_out": 0.0, "latency_s": 1.0, "quality": 1}
         external = self.external if self.external is not None else self.provider != "local"
-        base.update(name=f"run-config:{self.provider}/{model}", provider=self.provider, model=model, external=external,
+        base.update(name=f"run-config:{self.provider}/{model}", provider=self.provider, model=model, external=external, api=self.openai_api,
                     base_url=self.base_url or base.get("base_url", ""), api_key_env=KEY_ENVS.get(self.provider, ""))
         return Candidate.model_validate(base)
 
     def provider_for(self, c: Candidate):
-        if c.provider == "local":
-            return LocalProvider(model=c.model, n_ctx=self.local_n_ctx, model_path=self.local_model_path)
-        key = self._keys().get(c.api_key_env) or os.environ.get(c.api_key_env, "")
-        cls = OpenAIProvider if c.provider == "openai" else GeminiProvider
-        return cls(model=c.model, api_key=key, base_url=c.base_url)
+        """One provider (and SDK client) per candidate per resource instance, made on first use."""
+        if c.name not in self._providers:
+            if c.provider == "local":
+                provider = LocalProvider(model=c.model, n_ctx=self.local_n_ctx, model_path=self.local_model_path)
+            else:
+                key = self._keys().get(c.api_key_env) or os.environ.get(c.api_key_env, "")
+                provider = (OpenAIProvider(model=c.model, api_key=key, base_url=c.base_url, api=c.api) if c.provider == "openai"
+                            else GeminiProvider(model=c.model, api_key=key, base_url=c.base_url))
+            self._providers[c.name] = provider
+        return self._providers[c.name]
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         policy = self._policy()

@@ -23,6 +23,7 @@ class Candidate(BaseModel):
     provider: Provider
     model: str
     base_url: str = ""
+    api: Literal["chat", "completions"] = Field(default="chat", description="openai: chat turns, or completion-style for base models.")
     api_key_env: str = Field(default="", description="Environment variable holding the API key.")
     price_in: float = Field(default=0.0, ge=0, description="USD per million input tokens.")
     price_out: float = Field(default=0.0, ge=0, description="USD per million output tokens.")

@@ -55,6 +55,7 @@ class OpenAIProvider:
     model: str
     api_key: str = ""
     base_url: str = ""
+    api: str = "chat"  # "completions" for base models served by an OpenAI-compatible server
 
     def __post_init__(self) -> None:
         import openai
@@ -64,12 +65,18 @@ class OpenAIProvider:
 
     def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float) -> Completion:
         openai = self._openai
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         started = time.perf_counter()
         try:
-            resp = self._client.chat.completions.create(
-                model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop or None, timeout=timeout_s,
-            )
+            if self.api == "completions":
+                text_prompt = f"{system.strip()}\n\n{prompt}" if system else prompt
+                resp = self._client.completions.create(
+                    model=self.model, prompt=text_prompt, max_tokens=max_tokens, temperature=temperature, stop=stop or None, timeout=timeout_s,
+                )
+            else:
+                messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+                resp = self._client.chat.completions.create(
+                    model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop or None, timeout=timeout_s,
+                )
         except openai.RateLimitError as exc:
             raise RetryableError(f"openai 429: {exc.message}", "rate_limited", _retry_after(exc.response.headers)) from exc
         except openai.APITimeoutError as exc:
@@ -85,10 +92,13 @@ class OpenAIProvider:
         except (json.JSONDecodeError, ValueError) as exc:
             raise RetryableError(f"openai malformed response: {exc}", "malformed") from exc
         choices = getattr(resp, "choices", None)
-        if not choices or choices[0].message is None or choices[0].message.content is None:
+        text = None
+        if choices:
+            text = choices[0].text if self.api == "completions" else getattr(choices[0].message, "content", None)
+        if text is None:
             raise RetryableError("openai malformed response: no choices", "malformed")
         usage = resp.usage
-        return Completion(choices[0].message.content, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
+        return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
                           time.perf_counter() - started, "openai", self.model)
 
 

@@ -9,8 +9,8 @@ Routes (``{model}`` may be ``gemini-2.5-flash`` or ``models/gemini-2.5-flash`` s
 * ``POST /v1beta/models/{model}:generateContent`` — ``contents`` [{role, parts: [{text}]}],
   optional ``systemInstruction`` and ``generationConfig`` {maxOutputTokens, temperature,
   stopSequences}; answers ``candidates``, ``usageMetadata`` and ``modelVersion``;
-* ``POST /v1beta/models/{model}:embedContent`` — ``content`` {parts: [{text}]} →
-  ``{"embedding": {"values": [...]}}``;
+* ``POST /v1beta/models/{model}:embedContent`` — ``content`` {parts: [{text}]}, optional
+  ``outputDimensionality`` → ``{"embedding": {"values": [...]}}``;
 * ``POST /v1beta/models/{model}:batchEmbedContents`` — ``requests`` [{model, content}] →
   ``{"embeddings": [{"values": [...]}]}``.
 
@@ -106,9 +106,9 @@ class GeminiServer(LoopbackServer):
         if method == "generateContent":
             return json_reply(200, self._generate(model, request.body))
         if method == "embedContent":
-            return json_reply(200, {"embedding": self._embed(request.body.get("content"))})
+            return json_reply(200, {"embedding": self._embed(request.body)})
         if method == "batchEmbedContents":
-            embeddings = [self._embed(r.get("content")) for r in request.body.get("requests", [])]
+            embeddings = [self._embed(r) for r in request.body.get("requests", [])]
             return json_reply(200, {"embeddings": embeddings})
         return google_error(404, f"Method {method} is not supported by this loopback server.")
 
@@ -129,5 +129,7 @@ class GeminiServer(LoopbackServer):
             "responseId": f"loopback-{next(self._ids)}",
         }
 
-    def _embed(self, content: Mapping[str, Any] | None) -> dict[str, list[float]]:
-        return {"values": fake_embedding(parts_text(content), self.embedding_dim)}
+    def _embed(self, request: Mapping[str, Any]) -> dict[str, list[float]]:
+        """One `EmbedContentRequest` -> `ContentEmbedding` (honours outputDimensionality)."""
+        dim = int(request.get("outputDimensionality") or self.embedding_dim)
+        return {"values": fake_embedding(parts_text(request.get("content")), dim)}

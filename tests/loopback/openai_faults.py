@@ -171,7 +171,8 @@ class OpenAIFaultServer(LoopbackServer):
         texts = [raw] if isinstance(raw, str) else [str(t) for t in raw]
         tokens = sum(word_count(t) for t in texts)
         as_base64 = body.get("encoding_format") == "base64"  # the SDK asks for this by default
-        vectors = [fake_embedding(t, self.embedding_dim) for t in texts]
+        dim = int(body.get("dimensions") or self.embedding_dim)
+        vectors = [fake_embedding(t, dim) for t in texts]
         return {
             "object": "list",
             "data": [{"object": "embedding", "index": i,
