@@ -11,12 +11,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, require_scifact  # noqa: E402
 
+CACHE = str(Path.home() / ".cache" / "rag-assets" / "embeddings")  # embeddings are cached by (model, text hash)
+
 if __name__ == "__main__":
     root = require_scifact()
     rag = Path(sys.executable).parent / "rag"
     out = {}
     for split in ("test", "train"):
-        proc = subprocess.run([str(rag), "eval", "--dataset", str(root), "--mode", "all", "--split", split, "--json"],
+        proc = subprocess.run([str(rag), "eval", "--dataset", str(root), "--mode", "all", "--split", split, "--json", "--cache-dir", CACHE],
                               check=True, capture_output=True, text=True)
         out[split] = json.loads(proc.stdout.strip().splitlines()[-1])
     out["machine"] = machine()

@@ -51,7 +51,7 @@ def keywords_dataset(root: Path, out: Path, n: int = 600, seed: int = 7) -> Path
     rnd = random.Random(seed)
     queries, qrels = [], []
     for i, doc in enumerate(rnd.sample(sorted(texts), n)):
-        words = sorted(set(WORD.findall(texts[doc].lower())), key=lambda w: df[w])
+        words = sorted(set(WORD.findall(texts[doc].lower())), key=lambda w: (df[w], w))
         picked = [w for w in words if 2 <= df[w] <= 30][:5]
         if len(picked) < 3:
             continue

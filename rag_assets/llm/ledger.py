@@ -26,19 +26,15 @@ class Ledger:
     """Per-run totals; thread-safe. Holds no prompt, answer or key."""
 
     records: list[CallRecord] = field(default_factory=list)
+    tokens: int = 0  # running totals, so budget checks stay O(1)
+    cost_usd: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, record: CallRecord) -> None:
         with self._lock:
             self.records.append(record)
-
-    @property
-    def tokens(self) -> int:
-        return sum(r.tokens_in + r.tokens_out for r in self.records)
-
-    @property
-    def cost_usd(self) -> float:
-        return sum(r.cost_usd for r in self.records)
+            self.tokens += record.tokens_in + record.tokens_out
+            self.cost_usd += record.cost_usd
 
     def totals(self) -> dict:
         ok = [r for r in self.records if r.outcome == "ok"]

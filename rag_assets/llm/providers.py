@@ -67,15 +67,16 @@ class OpenAIProvider:
         openai = self._openai
         started = time.perf_counter()
         try:
+            extra = {"stop": stop} if stop else {}
             if self.api == "completions":
                 text_prompt = f"{system.strip()}\n\n{prompt}" if system else prompt
                 resp = self._client.completions.create(
-                    model=self.model, prompt=text_prompt, max_tokens=max_tokens, temperature=temperature, stop=stop or None, timeout=timeout_s,
+                    model=self.model, prompt=text_prompt, max_tokens=max_tokens, temperature=temperature, timeout=timeout_s, **extra,
                 )
             else:
                 messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
                 resp = self._client.chat.completions.create(
-                    model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop or None, timeout=timeout_s,
+                    model=self.model, messages=messages, max_tokens=max_tokens, temperature=temperature, timeout=timeout_s, **extra,
                 )
         except openai.RateLimitError as exc:
             raise RetryableError(f"openai 429: {exc.message}", "rate_limited", _retry_after(exc.response.headers)) from exc

@@ -33,6 +33,7 @@ class Router:
                  keys: dict[str, str] | None = None, sleep: Callable[[float], None] = time.sleep):
         self.policy, self.factory, self.pinned, self.sleep = policy, factory, pinned, sleep
         self.keys = {k: v for k, v in (keys or {}).items() if v}
+        self._plans: dict[tuple, list[tuple[Candidate, str]]] = {}
         self.ledger = Ledger()
 
     def plan(self, tier: str, limits: Limits, sensitive: bool) -> list[tuple[Candidate, str]]:
@@ -70,7 +71,10 @@ class Router:
         limits = limits or Limits(max_tokens_out=max_tokens)
         retry = self.policy.retry
         failures: list[str] = []
-        for candidate, rule in self.plan(tier, limits, sensitive):
+        key = (tier, sensitive, limits.model_dump_json())
+        if key not in self._plans:  # the plan depends only on these (credentials are fixed per run)
+            self._plans[key] = self.plan(tier, limits, sensitive)
+        for candidate, rule in self._plans[key]:
             if failures:
                 rule = f"fallback after {failures[-1]}"
             provider = self.factory(candidate)

@@ -178,6 +178,7 @@ def _make_handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stall
 
         def _dispatch(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
