@@ -10,8 +10,10 @@ from rag_assets.ingest.chunks import chunks
 from rag_assets.ingest.documents import documents
 from rag_assets.ingest.embeddings import embeddings
 from rag_assets.ingest.index import index
+from rag_assets.inference.ask_job import ask_job
 from rag_assets.ingest.purge import purge_job
 from rag_assets.io_manager import PolarsParquetIOManager
+from rag_assets.settings import rag_home
 from resources import EmbedderResource, MilvusResource, SourcesResource
 from resources.llm import LLMResource
 from sensors import nightly_reingest, sources_sensor
@@ -39,12 +41,13 @@ def default_resources() -> dict:
         "embedder": EmbedderResource(),
         "milvus": MilvusResource(uri=os.environ.get("RAG_MILVUS_URI", ""), token=env_secret("RAG_MILVUS_TOKEN")),
         "sources": SourcesResource(path=os.environ.get("RAG_SOURCES", "")),
+        "inference_io": dg.FilesystemIOManager(base_dir=str(rag_home() / "inference")),  # per-run paths
     }
 
 
 defs = dg.Definitions(
     assets=[documents, chunks, embeddings, index],
-    jobs=[ingest_job, purge_job],
+    jobs=[ingest_job, purge_job, ask_job],
     sensors=[sources_sensor],
     schedules=[nightly_reingest],
     resources=default_resources(),

@@ -40,6 +40,38 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(Path(args.home), args.port, args.milvus_port, Path(args.sources), Path(args.workspace))
 
 
+def _print_answer(result: dict, as_json: bool) -> None:
+    if as_json:
+        keep = ("question", "answer", "rephrasings", "run_id", "timings", "llm")
+        out = {k: result.get(k) for k in keep}
+        out["sources"] = [{"link": s["link"], "title": s["title"], "score": s["score"], "snippet": s["snippet"]} for s in result["sources"]]
+        print(json.dumps(out))
+        return
+    print(result["answer"].strip() or "(empty answer)")
+    print()
+    for i, s in enumerate(result["sources"], 1):
+        print(f"[{i}] {s['title']} - {s['link']} (score {s['score']:.4f})")
+    print(f"\nrun {result.get('run_id', '')}: " + ", ".join(f"{k}={v}" for k, v in result.get("timings", {}).items()), file=sys.stderr)
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from rag_assets import client
+
+    options = dict(top_k=args.top_k, n_rephrasings=args.rephrasings, mode=args.mode, sources=args.source or None, max_tokens=args.max_tokens)
+    try:
+        if args.local:
+            result = client.ask_local(args.question, provider=args.provider, model=args.model, **options)
+        else:
+            progress = None if args.quiet else client.stderr_progress
+            result = client.ask(args.question, url=args.url, provider=args.provider, model=args.model, timeout_s=args.timeout,
+                                on_progress=progress, **options)
+    except client.ClientError as exc:
+        print(f"rag ask: {exc}", file=sys.stderr)
+        return 2
+    _print_answer(result, args.json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description="rag-assets command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-queries", type=int, default=None, help="evaluate a slice: at most this many queries")
     ev.add_argument("--max-docs", type=int, default=None, help="evaluate a slice: at most this many documents")
     ev.set_defaults(func=_eval)
+
+    ask = sub.add_parser("ask", help="ask a question: multi-query RAG as a Dagster run, awaited")
+    ask.add_argument("question")
+    ask.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver")
+    ask.add_argument("--local", action="store_true", help="run the same job in this process, no webserver")
+    ask.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider for this run")
+    ask.add_argument("--model", help="the model for --provider")
+    ask.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
+    ask.add_argument("--top-k", type=int, default=5)
+    ask.add_argument("--rephrasings", type=int, default=3)
+    ask.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
+    ask.add_argument("--source", action="append", help="restrict to a source (repeatable)")
+    ask.add_argument("--max-tokens", type=int, default=256)
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    ask.set_defaults(func=_ask)
 
     dev = sub.add_parser("dev", help="start a Milvus Lite server and `dagster dev` wired to it")
     dev.add_argument("--home", default=".rag", help="where Dagster, Milvus and asset files live (RAG_HOME)")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rag_assets.retrieval import Hit
 
 # Fitted on the train splits of SciFact (abstracts), SciFact titles (single sentences) and a
-# keyword-query set over SciFact; see bench/fusion_calibration.py.
+# keyword-query set over SciFact (bench/fusion_corpora.py builds all three; the fit used their train splits).
 INTERCEPT, SLOPE = 0.45, 3.5
 W_MIN, W_MAX = 0.1, 0.9
 PRIOR_QUERIES = 20

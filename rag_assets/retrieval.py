@@ -124,6 +124,8 @@ class Retriever:
         """Top-k chunks per query, best first; `sources` restricts to those sources."""
         if not queries:
             return []
+        if settings.mode not in ("dense", "bm25", "hybrid"):
+            raise ValueError(f"unknown retrieval mode {settings.mode!r}: dense, bm25 or hybrid")
         flt = source_filter(sources) if sources else ""
         limit = max(settings.top_k, settings.candidates) if settings.mode == "hybrid" else settings.top_k
         if settings.mode == "bm25":

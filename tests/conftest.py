@@ -63,3 +63,42 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# --- end-to-end stack ----------------------------------------------------------------------------
+import time  # noqa: E402
+
+import httpx  # noqa: E402
+import yaml  # noqa: E402
+
+from rag_assets.devserver import DevStack, free_port as _free_port  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = '{ runsOrError(filter: {pipelineName: "ingest"}) { ... on Runs { results { runId status } } } }'
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory):
+    """A real `dagster dev` + `milvus-lite server` with the demo source ingested by the sensor (one per session)."""
+    home = tmp_path_factory.mktemp("rag_home")
+    sources = home / "sources.yaml"
+    sources.write_text(yaml.safe_dump({"sources": [
+        {"name": "rag-assets-docs", "kind": "markdown", "paths": [str(REPO / "docs"), str(REPO / "README.md")]},
+    ]}))
+    dev = DevStack(home, _free_port(), _free_port(), sources, REPO / "workspace.yaml", log_dir=home / "logs")
+    try:
+        dev.start(timeout_s=240)
+        deadline = time.monotonic() + 600  # the sensor adds the partition and launches the ingest run
+        status = None
+        while time.monotonic() < deadline:
+            runs = httpx.post(f"{dev.url}/graphql", json={"query": RUNS}, timeout=10).json()["data"]["runsOrError"]["results"]
+            status = runs[0]["status"] if runs else None
+            if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                break
+            time.sleep(2)
+        assert status == "SUCCESS", f"ingest run: {status}; logs in {home / 'logs'}"
+        yield dev
+    finally:
+        dev.stop()
+
+

@@ -1,0 +1,181 @@
+"""A synchronous client: launch an inference run over Dagster's GraphQL API, wait, return its answer.
+
+`ask("question")` launches `ask_job` on the webserver at `url`, streams the run's progress to
+`on_progress`, and returns the answer with its sources. Errors say what happened: the webserver is
+unreachable, the run failed (with the failing step's error), or the wait timed out (with the run id).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:3000"
+LOCATION, REPOSITORY = "rag_assets", "__repository__"
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+    ... on PipelineNotFoundError { message }
+    ... on RunConflict { message }
+    ... on UnauthorizedError { message }
+    ... on PresetNotFoundError { message }
+    ... on ConflictingExecutionParamsError { message }
+    ... on NoModeProvidedError { message }
+  }
+}"""
+
+EVENTS = """
+query Events($runId: ID!, $cursor: String) {
+  runOrError(runId: $runId) { __typename ... on Run { status } }
+  logsForRun(runId: $runId, afterCursor: $cursor, limit: 1000) {
+    __typename
+    ... on EventConnection {
+      cursor
+      events {
+        __typename
+        ... on MessageEvent { message stepKey timestamp }
+        ... on ExecutionStepFailureEvent { error { message } }
+        ... on ExecutionStepOutputEvent { outputName metadataEntries { label ... on JsonMetadataEntry { jsonString } } }
+      }
+    }
+  }
+}"""
+
+
+class ClientError(Exception):
+    """A failed request to the platform, with what to do about it in the message."""
+
+
+class RunFailed(ClientError):
+    def __init__(self, run_id: str, status: str, step_errors: list[str]):
+        self.run_id, self.status, self.step_errors = run_id, status, step_errors
+        detail = "; ".join(step_errors) or "no step error was reported"
+        super().__init__(f"run {run_id} ended {status}: {detail}")
+
+
+class RunTimeout(ClientError):
+    def __init__(self, run_id: str, timeout_s: float, url: str):
+        self.run_id = run_id
+        super().__init__(f"run {run_id} still running after {timeout_s:.0f}s; look it up at {url}/runs/{run_id}")
+
+
+class Client:
+    def __init__(self, url: str = DEFAULT_URL, request_timeout_s: float = 30.0):
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(timeout=request_timeout_s)
+
+    def _graphql(self, query: str, variables: dict) -> dict:
+        try:
+            resp = self._http.post(f"{self.url}/graphql", json={"query": query, "variables": variables})
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach the Dagster webserver at {self.url} ({exc.__class__.__name__}); is `make dev` running?") from exc
+        if resp.status_code != 200:
+            raise ClientError(f"{self.url}/graphql answered HTTP {resp.status_code}: {resp.text[:300]}")
+        body = resp.json()
+        if body.get("errors"):
+            raise ClientError(f"GraphQL error: {body['errors'][0].get('message')}")
+        return body["data"]
+
+    def launch(self, job: str, run_config: dict, tags: dict[str, str] | None = None) -> str:
+        params = {
+            "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "jobName": job},
+            "runConfigData": run_config,
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in (tags or {}).items()]},
+        }
+        result = self._graphql(LAUNCH, {"params": params})["launchRun"]
+        if result["__typename"] != "LaunchRunSuccess":
+            messages = [e["message"] for e in result.get("errors", [])] or [result.get("message", "")]
+            raise ClientError(f"launching {job} failed ({result['__typename']}): {'; '.join(messages)}")
+        return result["run"]["runId"]
+
+    def wait(self, run_id: str, timeout_s: float, on_progress: Callable[[str], None] | None = None, poll_s: float = 0.25) -> dict[str, dict]:
+        """Wait for the run to finish; returns the JSON output metadata by step. Raises on failure or timeout."""
+        deadline = time.monotonic() + timeout_s
+        cursor, errors, outputs = None, [], {}
+        while True:
+            data = self._graphql(EVENTS, {"runId": run_id, "cursor": cursor})
+            run = data["runOrError"]
+            if run["__typename"] != "Run":
+                raise ClientError(f"run {run_id} not found")
+            logs = data["logsForRun"]
+            if logs["__typename"] == "EventConnection":
+                cursor = logs["cursor"]
+                for event in logs["events"]:
+                    kind = event["__typename"]
+                    if kind == "ExecutionStepFailureEvent":
+                        errors.append(f"{event.get('stepKey')}: {(event.get('error') or {}).get('message', '').strip()}")
+                    if kind == "ExecutionStepOutputEvent":
+                        for entry in event.get("metadataEntries", []):
+                            if "jsonString" in entry:
+                                outputs.setdefault(event["stepKey"], {})[entry["label"]] = entry["jsonString"]
+                    if on_progress and kind in ("ExecutionStepStartEvent", "ExecutionStepSuccessEvent", "ExecutionStepFailureEvent",
+                                                "RunStartEvent", "RunSuccessEvent", "RunFailureEvent", "LogMessageEvent"):
+                        on_progress(f"[{event.get('stepKey') or 'run'}] {event.get('message', '')}")
+            if run["status"] in FINISHED:
+                if run["status"] != "SUCCESS":
+                    raise RunFailed(run_id, run["status"], errors)
+                return outputs
+            if time.monotonic() > deadline:
+                raise RunTimeout(run_id, timeout_s, self.url)
+            time.sleep(poll_s)
+
+    def run_and_wait(self, job: str, run_config: dict, result_step: str, timeout_s: float, tags: dict[str, str] | None = None,
+                     on_progress: Callable[[str], None] | None = None) -> dict:
+        import json
+
+        started = time.perf_counter()
+        run_id = self.launch(job, run_config, tags)
+        launched = time.perf_counter()
+        outputs = self.wait(run_id, timeout_s, on_progress)
+        if result_step not in outputs or "result" not in outputs[result_step]:
+            raise ClientError(f"run {run_id} succeeded but step {result_step!r} reported no result")
+        result = json.loads(outputs[result_step]["result"])
+        result["run_id"] = run_id
+        result.setdefault("timings", {}).update(launch_s=round(launched - started, 3), total_s=round(time.perf_counter() - started, 3))
+        return result
+
+
+def ask_run_config(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
+    config = {"ops": {"retrieve_original": {"config": {"question": question, **{k: v for k, v in options.items() if v is not None}}}}}
+    llm = {**(llm_config or {}), **{k: v for k, v in (("provider", provider), ("model", model)) if v}}
+    if llm:
+        config["resources"] = {"llm": {"config": llm}}
+    return config
+
+
+def ask(question: str, url: str = DEFAULT_URL, provider: str | None = None, model: str | None = None, timeout_s: float = 600,
+        on_progress: Callable[[str], None] | None = None, llm_config: dict | None = None, **options) -> dict:
+    """Ask over GraphQL and wait: returns {question, answer, sources, rephrasings, timings, llm, run_id}."""
+    config = ask_run_config(question, provider, model, llm_config, **options)
+    return Client(url).run_and_wait("ask_job", config, "answer", timeout_s, tags={"rag/question": question[:200]}, on_progress=on_progress)
+
+
+def ask_local(question: str, provider: str | None = None, model: str | None = None, **options) -> dict:
+    """The same job in this process (no webserver): ephemeral instance, in-memory IO."""
+    import dagster as dg
+
+    import definitions
+    from rag_assets.inference.ask_job import ask_job
+
+    started = time.perf_counter()
+    resources = {**definitions.default_resources(), "inference_io": dg.mem_io_manager}
+    result = ask_job.execute_in_process(run_config=ask_run_config(question, provider, model, **options), resources=resources,
+                                        instance=dg.DagsterInstance.ephemeral())
+    out = result.output_for_node("answer")
+    out["run_id"] = result.run_id
+    out["timings"]["total_s"] = round(time.perf_counter() - started, 3)
+    return out
+
+
+def stderr_progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

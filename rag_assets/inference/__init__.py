@@ -1,0 +1,1 @@
+"""Inference as Dagster runs: multi-query RAG (and later the SQL assistant)."""

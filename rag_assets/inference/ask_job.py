@@ -1,0 +1,139 @@
+"""`ask_job`: multi-query RAG as a Dagster run.
+
+retrieve_original -> rephrase (fast tier) -> retrieve_all (every rewrite, RRF de-duplication)
+-> verify (optional, fast tier) -> answer (strong tier, numbered sources). The question's
+sensitivity is decided by what it retrieves: if any candidate source is sensitive, the rewrites and
+the answer stay on non-external models. In-process executor: one process, models loaded once.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+import polars as pl
+
+from rag_assets.index_store import collection_name
+from rag_assets.inference.multi_query import (
+    AskResult, Source, answer_prompt, parse_rephrasings, rephrase_prompt, rrf_fuse, verify_prompt,
+)
+from rag_assets.ingest.metadata import markdown_table
+from rag_assets.retrieval import Hit, RetrievalSettings, Retriever
+from rag_assets.settings import rag_home
+from resources import EmbedderResource, MilvusResource
+from resources.llm import LLMResource
+
+IO = "inference_io"
+CANDIDATES_PER_QUERY = 20
+
+
+class AskConfig(dg.Config):
+    question: str
+    top_k: int = 5
+    n_rephrasings: int = 3
+    mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
+    sources: list[str] = []
+    verify: bool = False
+    max_tokens: int = 256
+
+
+def retriever_for(milvus: MilvusResource, embedder: EmbedderResource) -> Retriever:
+    name = collection_name(embedder.model_id)
+    return Retriever(milvus.client(), name, embedder.embed_queries, calibration_path=rag_home() / "fusion" / f"{name}.json")
+
+
+def _search(milvus: MilvusResource, embedder: EmbedderResource, plan: dict, queries: list[str]) -> list[list[Hit]]:
+    settings = RetrievalSettings(mode=plan["mode"], top_k=CANDIDATES_PER_QUERY)
+    return retriever_for(milvus, embedder).search(queries, settings, sources=plan["sources"] or None)
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Retrieve for the question as asked; decides its sensitivity.")
+def retrieve_original(context: dg.OpExecutionContext, config: AskConfig, milvus: MilvusResource, embedder: EmbedderResource) -> dict:
+    started = time.perf_counter()
+    plan = config.model_dump()
+    plan["hits"] = _search(milvus, embedder, plan, [config.question])[0]
+    plan["sensitive"] = any(h.sensitive for h in plan["hits"])
+    plan["timings"] = {"retrieve_original_s": round(time.perf_counter() - started, 3)}
+    context.log.info(f"{len(plan['hits'])} candidates; sensitive={plan['sensitive']}")
+    return plan
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Rewrite the question n ways with the fast tier.")
+def rephrase(context: dg.OpExecutionContext, plan: dict, llm: LLMResource) -> list[str]:
+    if plan["n_rephrasings"] <= 0:
+        return []
+    started = time.perf_counter()
+    out = llm.complete(rephrase_prompt(plan["question"], plan["n_rephrasings"]), tier="fast", sensitive=plan["sensitive"],
+                       max_tokens=32 * plan["n_rephrasings"], stop=["\n\n", "Question:"])
+    rewrites = parse_rephrasings("1." + out.text, plan["question"], plan["n_rephrasings"])
+    context.log.info(f"rewrites ({time.perf_counter() - started:.2f}s): {rewrites}")
+    return rewrites
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Retrieve for every rewrite; de-duplicate and rank by reciprocal rank fusion.")
+def retrieve_all(plan: dict, rewrites: list[str], milvus: MilvusResource, embedder: EmbedderResource) -> dict:
+    started = time.perf_counter()
+    rankings = [plan["hits"]] + (_search(milvus, embedder, plan, rewrites) if rewrites else [])
+    fused = rrf_fuse(rankings, plan["top_k"])
+    return {"hits": fused, "rewrites": rewrites, "retrieve_all_s": round(time.perf_counter() - started, 3),
+            "sensitive": plan["sensitive"] or any(h.sensitive for h in fused)}
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Optionally drop sources the fast tier judges irrelevant.")
+def verify(plan: dict, ranked: dict, llm: LLMResource) -> dict:
+    if not plan["verify"] or not ranked["hits"]:
+        return {**ranked, "verify_s": 0.0}
+    started = time.perf_counter()
+    kept = [h for h in ranked["hits"]
+            if "no" not in llm.complete(verify_prompt(plan["question"], h), tier="fast", sensitive=ranked["sensitive"],
+                                        max_tokens=3, stop=["\n"]).text.strip().lower()[:3]]
+    return {**ranked, "hits": kept or ranked["hits"][:1], "verify_s": round(time.perf_counter() - started, 3)}
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Answer from the numbered sources with the strong tier.")
+def answer(context: dg.OpExecutionContext, plan: dict, ranked: dict, llm: LLMResource):
+    started = time.perf_counter()
+    hits: list[Hit] = ranked["hits"]
+    if hits:
+        system, prompt = answer_prompt(plan["question"], hits)
+        text = llm.complete(prompt, tier="strong", system=system, sensitive=ranked["sensitive"],
+                            max_tokens=plan["max_tokens"], stop=["\nQuestion:"]).text.strip()
+    else:
+        text = "No indexed document matches this question."
+    timings = {**plan["timings"], "retrieve_all_s": ranked["retrieve_all_s"], "verify_s": ranked.get("verify_s", 0.0),
+               "answer_s": round(time.perf_counter() - started, 3)}
+    timings["llm_s"] = round(llm.ledger.totals()["llm_latency_s"], 3)
+    result = AskResult(plan["question"], text, [Source.from_hit(h) for h in hits], ranked["rewrites"], timings,
+                       llm.ledger.totals(), context.run_id)
+    save_result(result)
+    sources = pl.DataFrame([{"n": i + 1, "title": s.title, "link": s.link, "score": s.score} for i, s in enumerate(result.sources)])
+    yield dg.Output(
+        result.to_dict(),
+        metadata={
+            "answer": dg.MetadataValue.md(f"**{plan['question']}**\n\n{text}"),
+            "sources": markdown_table(sources) if hits else dg.MetadataValue.md("_none_"),
+            "result": dg.MetadataValue.json(result.to_dict()),
+            **{k: v for k, v in llm.metadata().items() if k != "llm_models"},
+        },
+    )
+
+
+def results_dir() -> Path:
+    return rag_home() / "answers"
+
+
+def save_result(result: AskResult) -> Path:
+    """One file per run id: concurrent questions never overwrite each other."""
+    path = results_dir() / f"{result.run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=1))
+    return path
+
+
+@dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "ask"},
+        description="Multi-query RAG: rephrase, retrieve for each, de-duplicate, rank, answer with sources.")
+def ask_job():
+    plan = retrieve_original()
+    ranked = retrieve_all(plan, rephrase(plan))
+    answer(plan, verify(plan, ranked))
