@@ -11,6 +11,9 @@ from rag_assets.ingest.documents import documents
 from rag_assets.ingest.embeddings import embeddings
 from rag_assets.ingest.index import index
 from rag_assets.inference.ask_job import ask_job
+from rag_assets.inference.sql.assets import schema_index, warehouse
+from rag_assets.inference.sql.job import sql_job
+from rag_assets.inference.sql.resource import WarehouseResource
 from rag_assets.ingest.purge import purge_job
 from rag_assets.io_manager import PolarsParquetIOManager
 from rag_assets.settings import rag_home
@@ -42,12 +45,13 @@ def default_resources() -> dict:
         "milvus": MilvusResource(uri=os.environ.get("RAG_MILVUS_URI", ""), token=env_secret("RAG_MILVUS_TOKEN")),
         "sources": SourcesResource(path=os.environ.get("RAG_SOURCES", "")),
         "inference_io": dg.FilesystemIOManager(base_dir=str(rag_home() / "inference")),  # per-run paths
+        "warehouse_db": WarehouseResource(path=os.environ.get("RAG_WAREHOUSE", "")),
     }
 
 
 defs = dg.Definitions(
-    assets=[documents, chunks, embeddings, index],
-    jobs=[ingest_job, purge_job, ask_job],
+    assets=[documents, chunks, embeddings, index, warehouse, schema_index],
+    jobs=[ingest_job, purge_job, ask_job, sql_job],
     sensors=[sources_sensor],
     schedules=[nightly_reingest],
     resources=default_resources(),

@@ -72,6 +72,66 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_sql(result: dict, as_json: bool) -> None:
+    if as_json:
+        keep = ("question", "answer", "sql", "columns", "rows", "truncated", "error", "tables", "rewrites", "database", "run_id", "timings", "llm")
+        print(json.dumps({k: result.get(k) for k in keep}))
+        return
+    print(f"{result['sql'] or '(no SQL)'}\n")
+    print(result["answer"])
+    print(f"\nrun {result.get('run_id', '')}: " + ", ".join(f"{k}={v}" for k, v in result.get("timings", {}).items()), file=sys.stderr)
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from rag_assets import client
+
+    options = dict(database=args.database, n_rephrasings=args.rephrasings, max_tables=args.max_tables, max_rows=args.max_rows,
+                   query_timeout_s=args.query_timeout, max_tokens=args.max_tokens, sensitive=args.sensitive or None)
+    try:
+        if args.local:
+            result = client.sql_local(args.question, provider=args.provider, model=args.model, **options)
+        else:
+            progress = None if args.quiet else client.stderr_progress
+            result = client.sql(args.question, url=args.url, provider=args.provider, model=args.model, timeout_s=args.timeout,
+                                on_progress=progress, **options)
+    except client.ClientError as exc:
+        print(f"rag sql: {exc}", file=sys.stderr)
+        return 2
+    _print_sql(result, args.json)
+    return 1 if result.get("error") else 0
+
+
+def _sql_eval(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from rag_assets.inference.sql.assets import open_schema_index
+    from rag_assets.inference.sql.evaluate import run_sql_eval
+    from rag_assets.inference.sql.gold import GOLD
+    from rag_assets.inference.sql.resource import WarehouseResource
+    from resources import EmbedderResource, MilvusResource
+    from resources.llm import LLMResource
+
+    database = Path(args.database).resolve() if args.database else WarehouseResource().resolved_path
+    if not database.is_file():
+        print(f"rag sql-eval: no warehouse at {database}: materialize the `warehouse` asset first, or pass --database", file=sys.stderr)
+        return 2
+    llm = LLMResource(provider=args.provider or "", model=args.model or "", openai_api_key=os.environ.get("OPENAI_API_KEY", ""),
+                      gemini_api_key=os.environ.get("GEMINI_API_KEY", ""))
+    log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
+    with tempfile.TemporaryDirectory(prefix="rag-sql-eval-") as tmp:  # its own Milvus Lite file: never contends with `rag dev`
+        index = open_schema_index(MilvusResource(uri=str(Path(tmp) / "schema.db")), EmbedderResource())
+        result = run_sql_eval(database, llm, index, GOLD[: args.limit] if args.limit else GOLD, n_rephrasings=args.rephrasings,
+                              max_tables=args.max_tables, log=log)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    print(f"execution accuracy: {result.accuracy:.2%} ({result.correct}/{result.questions}); "
+          f"valid queries: {result.executed}/{result.questions}; models: {', '.join(result.models) or 'none'}")
+    print("timings: " + ", ".join(f"{k}={v}" for k, v in result.timings.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description="rag-assets command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +162,34 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--quiet", action="store_true", help="no progress on stderr")
     ask.set_defaults(func=_ask)
+
+    sq = sub.add_parser("sql", help="ask a question about a DuckDB database (default: the platform's warehouse) as a Dagster run")
+    sq.add_argument("question")
+    sq.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver")
+    sq.add_argument("--local", action="store_true", help="run the same job in this process, no webserver")
+    sq.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider for this run")
+    sq.add_argument("--model", help="the model for --provider")
+    sq.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
+    sq.add_argument("--database", help="a DuckDB file to ask about (default: the warehouse)")
+    sq.add_argument("--rephrasings", type=int, default=3)
+    sq.add_argument("--max-tables", type=int, default=3, help="tables of the schema put in the prompt")
+    sq.add_argument("--max-rows", type=int, default=100)
+    sq.add_argument("--query-timeout", type=float, default=10.0, help="seconds the query may run")
+    sq.add_argument("--max-tokens", type=int, default=256)
+    sq.add_argument("--sensitive", action="store_true", help="keep the prompts on non-external models")
+    sq.add_argument("--json", action="store_true", help="print one JSON object")
+    sq.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    sq.set_defaults(func=_sql)
+
+    se = sub.add_parser("sql-eval", help="execution accuracy of the SQL assistant on the gold questions over the warehouse")
+    se.add_argument("--database", help="the warehouse DuckDB file (default: $RAG_HOME/warehouse.duckdb)")
+    se.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider (default: the policy)")
+    se.add_argument("--model", help="the model for --provider")
+    se.add_argument("--rephrasings", type=int, default=3)
+    se.add_argument("--max-tables", type=int, default=3)
+    se.add_argument("--limit", type=int, default=None, help="only the first N gold questions")
+    se.add_argument("--json", action="store_true", help="print one JSON object")
+    se.set_defaults(func=_sql_eval)
 
     dev = sub.add_parser("dev", help="start a Milvus Lite server and `dagster dev` wired to it")
     dev.add_argument("--home", default=".rag", help="where Dagster, Milvus and asset files live (RAG_HOME)")

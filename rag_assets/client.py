@@ -44,12 +44,19 @@ query Events($runId: ID!, $cursor: String) {
       events {
         __typename
         ... on MessageEvent { message stepKey timestamp }
-        ... on ExecutionStepFailureEvent { error { message } }
+        ... on ExecutionStepFailureEvent { error { message cause { message cause { message } } } }
         ... on ExecutionStepOutputEvent { outputName metadataEntries { label ... on JsonMetadataEntry { jsonString } } }
       }
     }
   }
 }"""
+
+
+def root_cause(error: dict) -> str:
+    """The innermost message of a Dagster error chain (the user code's own exception)."""
+    while error.get("cause"):
+        error = error["cause"]
+    return (error.get("message") or "").strip()
 
 
 class ClientError(Exception):
@@ -113,7 +120,7 @@ class Client:
                 for event in logs["events"]:
                     kind = event["__typename"]
                     if kind == "ExecutionStepFailureEvent":
-                        errors.append(f"{event.get('stepKey')}: {(event.get('error') or {}).get('message', '').strip()}")
+                        errors.append(f"{event.get('stepKey')}: {root_cause(event.get('error') or {})}")
                     if kind == "ExecutionStepOutputEvent":
                         for entry in event.get("metadataEntries", []):
                             if "jsonString" in entry:
@@ -157,7 +164,7 @@ def ask(question: str, url: str = DEFAULT_URL, provider: str | None = None, mode
         on_progress: Callable[[str], None] | None = None, llm_config: dict | None = None, **options) -> dict:
     """Ask over GraphQL and wait: returns {question, answer, sources, rephrasings, timings, llm, run_id}."""
     config = ask_run_config(question, provider, model, llm_config, **options)
-    return Client(url).run_and_wait("ask_job", config, "answer", timeout_s, tags={"rag/question": question[:200]}, on_progress=on_progress)
+    return Client(url).run_and_wait("ask_job", config, "answer_question", timeout_s, tags={"rag/question": question[:200]}, on_progress=on_progress)
 
 
 def ask_local(question: str, provider: str | None = None, model: str | None = None, **options) -> dict:
@@ -171,7 +178,7 @@ def ask_local(question: str, provider: str | None = None, model: str | None = No
     resources = {**definitions.default_resources(), "inference_io": dg.mem_io_manager}
     result = ask_job.execute_in_process(run_config=ask_run_config(question, provider, model, **options), resources=resources,
                                         instance=dg.DagsterInstance.ephemeral())
-    out = result.output_for_node("answer")
+    out = result.output_for_node("answer_question")
     out["run_id"] = result.run_id
     out["timings"]["total_s"] = round(time.perf_counter() - started, 3)
     return out
@@ -179,3 +186,35 @@ def ask_local(question: str, provider: str | None = None, model: str | None = No
 
 def stderr_progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def sql_run_config(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
+    config = {"ops": {"reword": {"config": {"question": question, **{k: v for k, v in options.items() if v is not None}}}}}
+    llm = {**(llm_config or {}), **{k: v for k, v in (("provider", provider), ("model", model)) if v}}
+    if llm:
+        config["resources"] = {"llm": {"config": llm}}
+    return config
+
+
+def sql(question: str, url: str = DEFAULT_URL, provider: str | None = None, model: str | None = None, timeout_s: float = 600,
+        on_progress: Callable[[str], None] | None = None, llm_config: dict | None = None, **options) -> dict:
+    """Ask the SQL assistant over GraphQL and wait: returns {question, answer, sql, columns, rows, error, timings, llm, run_id, ...}."""
+    config = sql_run_config(question, provider, model, llm_config, **options)
+    return Client(url).run_and_wait("sql_job", config, "answer", timeout_s, tags={"rag/question": question[:200]}, on_progress=on_progress)
+
+
+def sql_local(question: str, provider: str | None = None, model: str | None = None, **options) -> dict:
+    """The SQL job in this process (no webserver): ephemeral instance, in-memory IO."""
+    import dagster as dg
+
+    import definitions
+    from rag_assets.inference.sql.job import sql_job
+
+    started = time.perf_counter()
+    resources = {**definitions.default_resources(), "inference_io": dg.mem_io_manager}
+    result = sql_job.execute_in_process(run_config=sql_run_config(question, provider, model, **options), resources=resources,
+                                        instance=dg.DagsterInstance.ephemeral())
+    out = result.output_for_node("answer")
+    out["run_id"] = result.run_id
+    out["timings"]["total_s"] = round(time.perf_counter() - started, 3)
+    return out

@@ -48,7 +48,7 @@ def test_four_questions_at_once_each_get_their_own_answer(stack: DevStack):
 
 
 def test_clear_errors_for_a_failed_run_a_timeout_and_no_webserver(stack: DevStack):
-    with pytest.raises(client.RunFailed, match="answer: .*budget of 1 tokens is spent"):
+    with pytest.raises(client.RunFailed, match="answer_question: .*budget of 1 tokens is spent"):
         client.ask("How are chunk ids computed?", url=stack.url, timeout_s=300, llm_config={"budget_tokens": 1}, n_rephrasings=1)
     with pytest.raises(client.ClientError, match="RunConfigValidationInvalid"):
         client.ask("anything", url=stack.url, timeout_s=30, mode="no-such-mode")

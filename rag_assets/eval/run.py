@@ -89,5 +89,26 @@ def run_eval(
             scores[mode] = {k: round(v, 4) for k, v in evaluate(run, data.qrels).items()}
             log(f"{mode}: {scores[mode]}")
         n_chunks = int(report.metadata.get("chunks", {}).get("chunks", 0))
-        return EvalResult(dataset=str(dataset), split=split, scores=scores, timings=timings, documents=docs.height,
-                          chunks=n_chunks, queries=len(data.queries), dense_weight=retriever.dense_weight)
+        result = EvalResult(dataset=str(dataset), split=split, scores=scores, timings=timings, documents=docs.height,
+                            chunks=n_chunks, queries=len(data.queries), dense_weight=retriever.dense_weight)
+        record_eval(result)
+        return result
+
+
+def record_eval(result: EvalResult, path: Path | None = None) -> None:
+    """Append one JSON line per mode to `$RAG_HOME/eval_results.jsonl` (the SQL warehouse's `eval_results`)."""
+    import json
+    from datetime import datetime, timezone
+
+    from rag_assets.settings import rag_home
+
+    path = path or rag_home() / "eval_results.jsonl"
+    stamp = datetime.now(timezone.utc).isoformat()
+    lines = [json.dumps({"dataset": result.dataset, "split": result.split, "mode": mode, "metrics": metrics, "queries": result.queries,
+                         "documents": result.documents, "timestamp": stamp}) for mode, metrics in result.scores.items()]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in lines))
+    except OSError:
+        pass  # a read-only home must not fail an evaluation

@@ -92,7 +92,7 @@ def verify(plan: dict, ranked: dict, llm: LLMResource) -> dict:
 
 
 @dg.op(out=dg.Out(io_manager_key=IO), description="Answer from the numbered sources with the strong tier.")
-def answer(context: dg.OpExecutionContext, plan: dict, ranked: dict, llm: LLMResource):
+def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, llm: LLMResource):
     started = time.perf_counter()
     hits: list[Hit] = ranked["hits"]
     if hits:
@@ -136,4 +136,4 @@ def save_result(result: AskResult) -> Path:
 def ask_job():
     plan = retrieve_original()
     ranked = retrieve_all(plan, rephrase(plan))
-    answer(plan, verify(plan, ranked))
+    answer_question(plan, verify(plan, ranked))

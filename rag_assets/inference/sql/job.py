@@ -1,0 +1,125 @@
+"""`sql_job`: a question about a DuckDB database answered with one validated, read-only query.
+
+reword (fast tier) -> search_schema (every version of the question against the schema index)
+-> generate_sql (strong tier, prompt built from the relevant tables) -> validate_and_run (sqlglot
+guard, read-only DuckDB with a timeout and row limit) -> answer (the SQL and its result table).
+A refused or failed query ends the run normally, its reason in the result's `error`.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import dagster as dg
+
+from rag_assets.inference.sql import assistant
+from rag_assets.inference.sql.assets import build_from_platform, open_schema_index
+from rag_assets.inference.sql.resource import WarehouseResource
+from rag_assets.io_manager import PolarsParquetIOManager
+from rag_assets.settings import rag_home
+from resources import EmbedderResource, MilvusResource, SourcesResource
+from resources.llm import LLMResource
+
+IO = "inference_io"
+
+
+class SqlConfig(dg.Config):
+    question: str
+    database: str = ""  # a DuckDB file to ask about; empty: the platform's warehouse
+    n_rephrasings: int = 3
+    max_tables: int = 3  # tables of the schema put in the prompt
+    max_rows: int = 100
+    query_timeout_s: float = 10.0  # seconds the query may run
+    max_tokens: int = 256
+    sensitive: bool = False  # keep this question's prompts on non-external models
+
+
+def _seconds(started: float) -> float:
+    return round(time.perf_counter() - started, 3)
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Reword the question n ways with the fast tier.")
+def reword(context: dg.OpExecutionContext, config: SqlConfig, llm: LLMResource) -> dict:
+    started = time.perf_counter()
+    plan = config.model_dump()
+    plan["rewrites"] = assistant.reword(llm.complete, config.question, config.n_rephrasings, config.sensitive)
+    plan["timings"] = {"reword_s": _seconds(started)}
+    context.log.info(f"rewrites: {plan['rewrites']}")
+    return plan
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Search the schema index with every version of the question; keep the relevant tables.")
+def search_schema(context: dg.OpExecutionContext, plan: dict, milvus: MilvusResource, embedder: EmbedderResource,
+                  warehouse_db: WarehouseResource, sources: SourcesResource,
+                  io_manager: dg.ResourceParam[PolarsParquetIOManager]) -> dict:
+    started = time.perf_counter()
+    path = Path(plan["database"]).resolve() if plan["database"] else warehouse_db.resolved_path
+    if not path.is_file():
+        if plan["database"]:
+            raise dg.Failure(description=f"no DuckDB database at {path}")
+        context.log.info(f"no warehouse at {path} yet: building it")
+        build_from_platform(warehouse_db, io_manager, sources, context.instance)
+    schema = assistant.select_schema(open_schema_index(milvus, embedder), path, [plan["question"], *plan["rewrites"]], plan["max_tables"])
+    context.log.info(f"tables for the prompt: {schema.tables} (of {len(schema.known_tables)}); index sync {schema.indexed}")
+    return {**schema.__dict__, "search_s": _seconds(started)}
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Write the SQL with the strong tier from the relevant schema.")
+def generate_sql(context: dg.OpExecutionContext, plan: dict, schema: dict, llm: LLMResource) -> dict:
+    started = time.perf_counter()
+    raw, sql = assistant.generate_sql(llm.complete, plan["question"], schema["schema"], plan["sensitive"], plan["max_tokens"])
+    context.log.info(f"generated: {sql}")
+    return {"raw": raw, "sql": sql, "generate_s": _seconds(started)}
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Validate the SQL (one SELECT over known tables) and run it read-only with a timeout and row limit.")
+def validate_and_run(context: dg.OpExecutionContext, plan: dict, schema: dict, generated: dict) -> dict:
+    outcome = assistant.check_and_run(Path(schema["database"]), generated["sql"], plan["max_rows"], plan["query_timeout_s"], schema["known_tables"])
+    if outcome.ok:
+        context.log.info(f"{len(outcome.rows)} rows{' (truncated)' if outcome.truncated else ''} in {outcome.seconds}s")
+    else:
+        context.log.warning(outcome.error)
+    return outcome.__dict__
+
+
+@dg.op(out=dg.Out(io_manager_key=IO), description="Answer with the SQL and its result table.")
+def answer(context: dg.OpExecutionContext, plan: dict, schema: dict, generated: dict, outcome: dict, llm: LLMResource):
+    result_outcome = assistant.Outcome(**outcome)
+    timings = {**plan["timings"], "search_s": schema["search_s"], "generate_s": generated["generate_s"], "execute_s": outcome["seconds"],
+               "llm_s": round(llm.ledger.totals()["llm_latency_s"], 3)}
+    result = assistant.SqlResult(
+        question=plan["question"], answer=assistant.answer_text(result_outcome), sql=outcome["sql"], columns=outcome["columns"],
+        rows=outcome["rows"], truncated=outcome["truncated"], error=outcome["error"], error_kind=outcome["error_kind"],
+        database=schema["database"], tables=schema["tables"], rewrites=plan["rewrites"], raw_sql=generated["raw"],
+        timings=timings, llm=llm.ledger.totals(), run_id=context.run_id,
+    )
+    save_result(result)
+    yield dg.Output(
+        result.to_dict(),
+        metadata={
+            "question": plan["question"],
+            "status": outcome["error_kind"] or "ok",
+            "sql": dg.MetadataValue.md(f"```sql\n{outcome['sql']}\n```"),
+            "table": dg.MetadataValue.md(result.answer),
+            "rows": len(result.rows),
+            "result": dg.MetadataValue.json(result.to_dict()),
+            **{k: v for k, v in llm.metadata().items() if k != "llm_models"},
+        },
+    )
+
+
+def save_result(result: assistant.SqlResult) -> Path:
+    """One file per run id under `$RAG_HOME/sql_answers`."""
+    path = rag_home() / "sql_answers" / f"{result.run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=1))
+    return path
+
+
+@dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "sql"},
+        description="SQL assistant: reword, search the schema index, write SQL, validate, run read-only, answer with the table.")
+def sql_job():
+    plan = reword()
+    schema = search_schema(plan)
+    generated = generate_sql(plan, schema)
+    answer(plan, schema, generated, validate_and_run(plan, schema, generated))

@@ -1,0 +1,55 @@
+"""The code location as Dagster loads it: assets, tags, executor choice, sensors, jobs."""
+
+import json
+
+import dagster as dg
+import pytest
+
+import definitions
+from rag_assets.ingest.k8s import GPU_OP_TAGS
+
+
+def asset_specs() -> dict[str, dg.AssetSpec]:
+    return {spec.key.to_user_string(): spec for spec in definitions.defs.resolve_all_asset_specs()}
+
+
+def test_ingestion_assets_have_groups_kinds_descriptions_and_lineage():
+    specs = asset_specs()
+    for name in ("documents", "chunks", "embeddings", "index"):
+        spec = specs[name]
+        assert spec.group_name == "ingestion" and spec.kinds and spec.description
+        assert spec.partitions_def is not None
+    deps = {name: {d.asset_key.to_user_string() for d in specs[name].deps} for name in ("chunks", "embeddings", "index")}
+    assert deps == {"chunks": {"documents"}, "embeddings": {"chunks"}, "index": {"chunks", "embeddings"}}
+
+
+def test_only_the_embedding_step_asks_kubernetes_for_a_gpu():
+    graph = definitions.defs.resolve_implicit_global_asset_job_def().graph
+    tags = {node.name: node.definition.tags for node in graph.nodes}
+    gpu = {name for name, t in tags.items() if "nvidia.com/gpu" in str(t.get("dagster-k8s/config", ""))}
+    assert gpu == {"embeddings"}
+    assert json.loads(tags["embeddings"]["dagster-k8s/config"]) == GPU_OP_TAGS["dagster-k8s/config"]
+    for name in ("documents", "chunks", "index"):
+        assert "cpu" in str(tags[name]["dagster-k8s/config"])
+
+
+def test_executor_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch):
+    from dagster_k8s import k8s_job_executor
+
+    monkeypatch.delenv("RAG_EXECUTOR", raising=False)
+    assert definitions.choose_executor() is dg.multiprocess_executor
+    monkeypatch.setenv("RAG_EXECUTOR", "k8s")
+    assert definitions.choose_executor() is k8s_job_executor
+
+
+def test_sensor_schedule_and_jobs_are_registered_and_running_by_default():
+    defs = definitions.defs
+    assert defs.get_sensor_def("sources_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.get_schedule_def("nightly_reingest").default_status == dg.DefaultScheduleStatus.RUNNING
+    for job in ("ingest", "purge_job", "ask_job"):
+        assert defs.resolve_job_def(job) is not None
+
+
+def test_the_repository_builds_as_the_code_server_builds_it():
+    repo = definitions.defs.get_repository_def()  # raises on duplicate op names, bad resource keys, ...
+    assert {"ask_job", "ingest", "purge_job"} <= {job.name for job in repo.get_all_jobs()}
