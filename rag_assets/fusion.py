@@ -6,8 +6,8 @@ stronger from *mutual confirmation*, with no labels: for each query, where does 
 top document, and where does dense rank BM25's top document? The retriever whose top hit the other
 confirms more often is the stronger one on this corpus. The mean gap over the queries seen so far
 (shrunk toward zero by a prior of `PRIOR_QUERIES` queries) maps to the dense weight through a
-logistic curve fitted on training splits only; scores are min-max normalised per list and combined
-convexly. See docs/benchmarks.md for the figures.
+logistic curve fitted on training splits only; where it says one retriever clearly dominates, that
+retriever is used alone. Scores are min-max normalised per list and combined convexly. See docs/benchmarks.md for the figures.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 # Fitted on the train splits of SciFact (abstracts), SciFact titles (single sentences) and a
 # keyword-query set over SciFact (bench/fusion_corpora.py builds all three; the fit used their train splits).
 INTERCEPT, SLOPE = 0.45, 3.5
-W_MIN, W_MAX = 0.1, 0.9
+# Past these weights one retriever clearly dominates on this corpus: use it alone rather than let the
+# other add noise (symmetric around the prior in logit space).
+SNAP_BM25_BELOW, SNAP_DENSE_ABOVE = 0.30, 0.85
 PRIOR_QUERIES = 20
 DEPTH = 100
 
@@ -51,8 +53,13 @@ def confirmation_gap(dense: list["Hit"], bm25: list["Hit"], depth: int = DEPTH) 
 
 
 def weight_for_gap(mean_gap: float) -> float:
+    """The dense weight: a logistic curve of the mean gap, snapped to 0 or 1 where one side dominates."""
     w = 1.0 / (1.0 + math.exp(-(INTERCEPT + SLOPE * mean_gap)))
-    return min(W_MAX, max(W_MIN, w))
+    if w < SNAP_BM25_BELOW:
+        return 0.0
+    if w > SNAP_DENSE_ABOVE:
+        return 1.0
+    return w
 
 
 @dataclass

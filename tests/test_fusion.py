@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_assets.fusion import W_MAX, W_MIN, CalibrationStore, confirmation_gap, fuse, weight_for_gap
+from rag_assets.fusion import SNAP_BM25_BELOW, SNAP_DENSE_ABOVE, CalibrationStore, confirmation_gap, fuse, weight_for_gap
 from rag_assets.retrieval import Hit
 
 
@@ -21,10 +21,12 @@ def test_gap_favours_the_retriever_whose_top_hit_the_other_confirms():
     assert confirmation_gap(dense, dense) == 0
 
 
-def test_weight_is_monotonic_and_bounded():
-    weights = [weight_for_gap(g) for g in (-5, -0.5, 0, 0.5, 5)]
+def test_weight_is_monotonic_and_snaps_where_one_retriever_dominates():
+    gaps = [g / 10 for g in range(-50, 51)]
+    weights = [weight_for_gap(g) for g in gaps]
     assert weights == sorted(weights)
-    assert weights[0] == W_MIN and weights[-1] == W_MAX
+    assert weights[0] == 0.0 and weights[-1] == 1.0  # BM25 alone / dense alone
+    assert all(w in (0.0, 1.0) or SNAP_BM25_BELOW <= w <= SNAP_DENSE_ABOVE for w in weights)
     assert 0.5 < weight_for_gap(0) < 0.7  # the prior leans slightly to dense
 
 
@@ -32,8 +34,8 @@ def test_calibration_moves_with_evidence_and_persists(tmp_path: Path):
     path = tmp_path / "fusion" / "chunks__m.json"
     store = CalibrationStore(path)
     prior = store.calibration.dense_weight
-    w = store.observe([-1.0] * 200)  # BM25 keeps being confirmed: weight moves toward BM25
-    assert w < prior - 0.3
+    w = store.observe([-1.0] * 200)  # BM25 keeps being confirmed: BM25 alone
+    assert w == 0.0 < prior
     reopened = CalibrationStore(path)
     assert reopened.calibration.queries == 200 and reopened.calibration.dense_weight == pytest.approx(w)
     path.write_text("not json")
