@@ -160,3 +160,33 @@ def test_rag_sql_local_json_and_sql_eval(platform: Platform, tmp_path: Path, mon
         llm = loopback_llm(tmp_path, server)
         scored = run_sql_eval(platform.warehouse, llm, open_schema_index(res["milvus"], res["embedder"]), GOLD[:4], n_rephrasings=0)
     assert [s.correct for s in scored.scores] == [True, False, True, False] and scored.accuracy == 0.5 and scored.executed == 4
+
+
+def test_sql_job_asks_about_any_duckdb_file_and_builds_a_missing_warehouse(platform: Platform, tmp_path: Path):
+    import duckdb
+
+    shop = tmp_path / "shop.duckdb"
+    con = duckdb.connect(str(shop))
+    con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR, city VARCHAR)")
+    con.execute("CREATE TABLE orders (id INTEGER, customer_id INTEGER, amount DOUBLE)")
+    con.execute("INSERT INTO customers VALUES (1, 'Ada', 'Paris'), (2, 'Linus', 'Oslo')")
+    con.execute("INSERT INTO orders VALUES (1, 1, 10.5), (2, 1, 4.5), (3, 2, 7.0)")
+    con.execute("COMMENT ON TABLE orders IS 'one row per order a customer placed'")
+    con.close()
+    answers = {"What did each customer spend in total?":
+               "SELECT c.name, sum(o.amount) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.name",
+               "How many sources are declared?": "SELECT count(*) FROM sources"}
+    with OpenAIFaultServer(responder=sql_responder(answers.__getitem__)) as server:
+        llm = loopback_llm(tmp_path, server)
+        result = sql_job.execute_in_process(
+            run_config={"ops": {"reword": {"config": {"question": "What did each customer spend in total?", "database": str(shop)}}}},
+            resources=platform.resources(llm), instance=dg.DagsterInstance.ephemeral())
+        shop_prompt = json.dumps(server.requests.snapshot()[-1].body)
+        fresh = tmp_path / "fresh" / "warehouse.duckdb"
+        resources = {**platform.resources(llm), "warehouse_db": WarehouseResource(path=str(fresh), eval_results=str(tmp_path / "none.jsonl"))}
+        built = sql_job.execute_in_process(run_config={"ops": {"reword": {"config": {"question": "How many sources are declared?"}}}},
+                                           resources=resources, instance=dg.DagsterInstance.ephemeral())
+    out = result.output_for_node("answer")
+    assert not out["error"] and sorted(out["rows"]) == [["Ada", 15.0], ["Linus", 7.0]] and set(out["tables"]) == {"customers", "orders"}
+    assert "CREATE TABLE orders" in shop_prompt and "CREATE TABLE documents" not in shop_prompt  # each database its own schema docs
+    assert fresh.is_file() and built.output_for_node("answer")["rows"] == [[2]]

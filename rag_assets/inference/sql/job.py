@@ -8,6 +8,7 @@ A refused or failed query ends the run normally, its reason in the result's `err
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
@@ -61,7 +62,7 @@ def search_schema(context: dg.OpExecutionContext, plan: dict, milvus: MilvusReso
         build_from_platform(warehouse_db, io_manager, sources, context.instance)
     schema = assistant.select_schema(open_schema_index(milvus, embedder), path, [plan["question"], *plan["rewrites"]], plan["max_tables"])
     context.log.info(f"tables for the prompt: {schema.tables} (of {len(schema.known_tables)}); index sync {schema.indexed}")
-    return {**schema.__dict__, "search_s": _seconds(started)}
+    return {**asdict(schema), "search_s": _seconds(started)}
 
 
 @dg.op(out=dg.Out(io_manager_key=IO), description="Write the SQL with the strong tier from the relevant schema.")
@@ -79,7 +80,7 @@ def validate_and_run(context: dg.OpExecutionContext, plan: dict, schema: dict, g
         context.log.info(f"{len(outcome.rows)} rows{' (truncated)' if outcome.truncated else ''} in {outcome.seconds}s")
     else:
         context.log.warning(outcome.error)
-    return outcome.__dict__
+    return asdict(outcome)
 
 
 @dg.op(out=dg.Out(io_manager_key=IO), description="Answer with the SQL and its result table.")

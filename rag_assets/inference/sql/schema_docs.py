@@ -7,6 +7,7 @@ prompts built from them never carry a sensitive source's text.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 import duckdb
@@ -16,6 +17,7 @@ from rag_assets.hashing import sha256_hex
 SAMPLE_ROWS = 200  # rows scanned for distinct sample values
 SAMPLES = 3
 SAMPLE_CHARS = 60
+OPAQUE_ID = re.compile(r"^[0-9a-f]{16,}$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 RANGE_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
                "FLOAT", "DOUBLE", "DECIMAL", "DATE", "TIMESTAMP", "TIME", "INTERVAL")
 
@@ -64,7 +66,7 @@ def _samples(con: duckdb.DuckDBPyConnection, table: str, col: ColumnInfo, row_fi
     where = f"WHERE {c} IS NOT NULL" + (f" AND {row_filter}" if row_filter else "")
     if col.type.split("(")[0] in RANGE_TYPES or col.type.startswith(("TIMESTAMP", "DECIMAL")):
         lo, hi = con.execute(f"SELECT min({c}), max({c}) FROM {t} {where}").fetchone()
-        return [] if lo is None else [f"{_clip(lo)} .. {_clip(hi)}"]
+        return [] if lo is None else [f"from {_clip(lo)} to {_clip(hi)}"]
     if col.type in ("BLOB", "BIT") or col.type.endswith("[]") or col.type.startswith(("STRUCT", "MAP", "UNION")):
         return []
     seen: list[str] = []
@@ -76,7 +78,7 @@ def _samples(con: duckdb.DuckDBPyConnection, table: str, col: ColumnInfo, row_fi
             seen.append(text)
             if len(seen) == SAMPLES:
                 break
-    return seen
+    return seen[:1] if seen and all(OPAQUE_ID.match(v.strip("'")) for v in seen) else seen  # one hash or uuid is enough
 
 
 def describe_database(con: duckdb.DuckDBPyConnection, with_samples: bool = True) -> list[TableInfo]:
@@ -122,7 +124,8 @@ def render_tables(tables: list[TableInfo], sample_chars: int = SAMPLE_CHARS) -> 
         for i, c in enumerate(t.columns):
             note = c.comment
             if c.samples:
-                note += ("; " if note else "") + "e.g. " + ", ".join(_clip(s, sample_chars) for s in c.samples)
+                lead = "values " if c.samples[0].startswith("from ") else "e.g. "
+                note += ("; " if note else "") + lead + ", ".join(_clip(s, sample_chars) for s in c.samples)
             comma = "," if i < len(t.columns) - 1 else ""
             lines.append(f"  {c.name} {c.type}{comma}" + (f" -- {note}" if note else ""))
         lines.append(");")

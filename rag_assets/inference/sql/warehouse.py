@@ -67,7 +67,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            ("doc_id", "VARCHAR", "the document the chunk comes from (documents.doc_id)"),
            ("source", "VARCHAR", "name of the source (sources.name)"),
            ("title", "VARCHAR", "title of the chunk's document"),
-           ("heading_path", "VARCHAR", "Markdown headings above the chunk, e.g. 'Setup > Install'"),
+           ("heading_path", "VARCHAR", "Markdown headings above the chunk, joined by ' > '"),
            ("position", "INTEGER", "0-based position of the chunk within its document"),
            ("n_tokens", "INTEGER", "number of embedding-model tokens in the chunk"),
            ("text", "VARCHAR", "text of the chunk"),
