@@ -51,3 +51,16 @@ def test_rag_sql_exits_nonzero_on_a_rejected_query_and_on_a_client_error(monkeyp
 def test_rag_sql_eval_says_what_to_do_without_a_warehouse(tmp_path, capsys):
     assert cli.main(["sql-eval", "--database", str(tmp_path / "missing.duckdb")]) == 2
     assert "materialize the `warehouse` asset first" in capsys.readouterr().err
+
+
+def test_the_run_config_the_client_sends_is_valid_for_sql_job():
+    import dagster as dg
+
+    import definitions
+
+    sql_job = definitions.defs.get_job_def("sql_job")  # bound to the code location's resources
+    config = client.sql_run_config("How many chunks?", provider="local", database="/data/x.duckdb", n_rephrasings=1, max_tables=2,
+                                   max_rows=5, query_timeout_s=2.0, max_tokens=64, sensitive=True)
+    assert dg.validate_run_config(sql_job, config)["ops"]["reword"]["config"]["query_timeout_s"] == 2.0
+    with pytest.raises(dg.DagsterInvalidConfigError):
+        dg.validate_run_config(sql_job, client.sql_run_config("q", timeout_s=2))  # the run's wait is not a job option
