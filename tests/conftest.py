@@ -102,3 +102,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
         dev.stop()
 
 
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_defs_state_storage():
+    """Dagster keeps the current defs-state storage in a context variable that an earlier test's
+    instance can leave behind (pointing at a dead instance); start every test without it."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+    yield
