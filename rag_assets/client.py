@@ -152,12 +152,33 @@ class Client:
         return result
 
 
-def ask_run_config(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
-    config = {"ops": {"retrieve_original": {"config": {"question": question, **{k: v for k, v in options.items() if v is not None}}}}}
+def job_run_config(first_op: str, question: str, provider: str | None = None, model: str | None = None,
+                   llm_config: dict | None = None, **options) -> dict:
+    """Run config for an inference job: the question and options on its first op, LLM overrides on `llm`."""
+    config = {"ops": {first_op: {"config": {"question": question, **{k: v for k, v in options.items() if v is not None}}}}}
     llm = {**(llm_config or {}), **{k: v for k, v in (("provider", provider), ("model", model)) if v}}
     if llm:
         config["resources"] = {"llm": {"config": llm}}
     return config
+
+
+def run_local(job, result_step: str, run_config: dict) -> dict:
+    """Run an inference job in this process (no webserver): ephemeral instance, in-memory IO."""
+    import dagster as dg
+
+    import definitions
+
+    started = time.perf_counter()
+    resources = {**definitions.default_resources(), "inference_io": dg.mem_io_manager}
+    result = job.execute_in_process(run_config=run_config, resources=resources, instance=dg.DagsterInstance.ephemeral())
+    out = result.output_for_node(result_step)
+    out["run_id"] = result.run_id
+    out["timings"]["total_s"] = round(time.perf_counter() - started, 3)
+    return out
+
+
+def ask_run_config(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
+    return job_run_config("retrieve_original", question, provider, model, llm_config, **options)
 
 
 def ask(question: str, url: str = DEFAULT_URL, provider: str | None = None, model: str | None = None, timeout_s: float = 600,
@@ -168,20 +189,10 @@ def ask(question: str, url: str = DEFAULT_URL, provider: str | None = None, mode
 
 
 def ask_local(question: str, provider: str | None = None, model: str | None = None, **options) -> dict:
-    """The same job in this process (no webserver): ephemeral instance, in-memory IO."""
-    import dagster as dg
-
-    import definitions
+    """The same job in this process (no webserver)."""
     from rag_assets.inference.ask_job import ask_job
 
-    started = time.perf_counter()
-    resources = {**definitions.default_resources(), "inference_io": dg.mem_io_manager}
-    result = ask_job.execute_in_process(run_config=ask_run_config(question, provider, model, **options), resources=resources,
-                                        instance=dg.DagsterInstance.ephemeral())
-    out = result.output_for_node("answer_question")
-    out["run_id"] = result.run_id
-    out["timings"]["total_s"] = round(time.perf_counter() - started, 3)
-    return out
+    return run_local(ask_job, "answer_question", ask_run_config(question, provider, model, **options))
 
 
 def stderr_progress(message: str) -> None:
@@ -189,11 +200,7 @@ def stderr_progress(message: str) -> None:
 
 
 def sql_run_config(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
-    config = {"ops": {"reword": {"config": {"question": question, **{k: v for k, v in options.items() if v is not None}}}}}
-    llm = {**(llm_config or {}), **{k: v for k, v in (("provider", provider), ("model", model)) if v}}
-    if llm:
-        config["resources"] = {"llm": {"config": llm}}
-    return config
+    return job_run_config("reword", question, provider, model, llm_config, **options)
 
 
 def sql(question: str, url: str = DEFAULT_URL, provider: str | None = None, model: str | None = None, timeout_s: float = 600,
@@ -204,17 +211,7 @@ def sql(question: str, url: str = DEFAULT_URL, provider: str | None = None, mode
 
 
 def sql_local(question: str, provider: str | None = None, model: str | None = None, **options) -> dict:
-    """The SQL job in this process (no webserver): ephemeral instance, in-memory IO."""
-    import dagster as dg
-
-    import definitions
+    """The SQL job in this process (no webserver)."""
     from rag_assets.inference.sql.job import sql_job
 
-    started = time.perf_counter()
-    resources = {**definitions.default_resources(), "inference_io": dg.mem_io_manager}
-    result = sql_job.execute_in_process(run_config=sql_run_config(question, provider, model, **options), resources=resources,
-                                        instance=dg.DagsterInstance.ephemeral())
-    out = result.output_for_node("answer")
-    out["run_id"] = result.run_id
-    out["timings"]["total_s"] = round(time.perf_counter() - started, 3)
-    return out
+    return run_local(sql_job, "answer", sql_run_config(question, provider, model, **options))
