@@ -81,13 +81,16 @@ class LLMResource(dg.ConfigurableResource):
         return self._providers[c.name]
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._make_router()
+
+    def _make_router(self) -> None:
         policy = self._policy()
         self._router = Router(policy, self.provider_for, pinned=self._pinned(policy), keys=self._keys())
 
     @property
     def router(self) -> Router:
-        if self._router is None:  # used outside a Dagster run (CLI, notebooks)
-            self.setup_for_execution(dg.build_init_resource_context())
+        if self._router is None:  # used outside a Dagster run (CLI, notebooks); no init context needed, and none
+            self._make_router()  # built: `build_init_resource_context()` opens an ephemeral instance closed only by GC
         return self._router
 
     def complete(self, prompt: str, *, tier: str = "strong", sensitive: bool = False, limits: Limits | None = None,

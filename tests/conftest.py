@@ -104,11 +104,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
 
 
 
-@pytest.fixture(autouse=True)
-def _no_leftover_defs_state_storage():
-    """Dagster keeps the current defs-state storage in a context variable that an earlier test's
-    instance can leave behind (pointing at a dead instance); start every test without it."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Dagster keeps the current defs-state storage in a context variable. A context Dagster closes only
+    when it is garbage-collected (`build_*_context()` without an instance) restores a stale value at a
+    random later moment, pointing at a dead instance. Start every test, and the fixtures of any scope it
+    sets up, without it. (Our own code no longer builds such contexts; this guards the suite.)"""
     from dagster._core.storage.defs_state.base import _current_storage
 
     _current_storage.set(None)
-    yield
