@@ -12,7 +12,8 @@ import polars as pl
 import pytest
 
 from rag_assets.inference.sql.assistant import check_and_run, extract_sql
-from rag_assets.inference.sql.evaluate import is_ordered, same_result
+from rag_assets.inference.sql.evaluate import is_correct, is_ordered, same_result
+from rag_assets.inference.sql.gold import GoldQuestion
 from rag_assets.inference.sql.executor import QueryError, connect_readonly, database_tables, run_query
 from rag_assets.inference.sql.schema_docs import describe_database, render_tables, schema_docs
 from rag_assets.inference.sql.warehouse import TABLES, build_warehouse
@@ -148,6 +149,25 @@ def test_execution_accuracy_comparison():
     assert not same_result([["a"], ["a"]], [["a"]], ordered=False)  # multisets, not sets
     assert not same_result([[1]], [[1, 2]], ordered=False)
     assert is_ordered("SELECT a FROM t ORDER BY a") and not is_ordered("SELECT a FROM (SELECT a FROM t ORDER BY a)")
+
+
+def test_a_top_rows_gold_query_accepts_any_row_tied_at_the_cut_off(tmp_path: Path):
+    """Gold `ORDER BY ... LIMIT n` with ties at the n-th row: every tied answer is correct, others are not."""
+    path = tmp_path / "ties.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE chunks (doc VARCHAR, n INTEGER)")
+    con.execute("INSERT INTO chunks VALUES ('a', 1), ('a', 2), ('b', 1), ('b', 2), ('c', 1), ('d', 1), ('d', 2), ('d', 3)")
+    con.close()
+    most = GoldQuestion("Which document has the most chunks?", "SELECT doc FROM chunks GROUP BY doc ORDER BY count(*) DESC LIMIT 1", ("chunks",))
+    assert is_correct(path, most, [["d"]]) and not is_correct(path, most, [["a"]])
+    top3 = GoldQuestion("Top three?", "SELECT doc, count(*) AS k FROM chunks GROUP BY doc ORDER BY k DESC LIMIT 3", ("chunks",))
+    assert is_correct(path, top3, [["d", 3], ["a", 2], ["b", 2]]) and is_correct(path, top3, [["d", 3], ["b", 2], ["a", 2]])
+    assert not is_correct(path, top3, [["a", 2], ["d", 3], ["b", 2]])  # ordered: the strict leader first
+    assert not is_correct(path, top3, [["d", 3], ["a", 2], ["c", 1]]) and not is_correct(path, top3, [["d", 3], ["a", 2]])
+    second = GoldQuestion("Runner-up?", "SELECT doc FROM chunks GROUP BY doc ORDER BY count(*) DESC, 1 LIMIT 2", ("chunks",))
+    assert is_correct(path, second, [["d"], ["a"]]) and not is_correct(path, second, [["d"], ["b"]])  # tie broken by name
+    fewest = GoldQuestion("Fewest?", "SELECT doc FROM chunks GROUP BY doc ORDER BY 1 LIMIT 10", ("chunks",))
+    assert is_correct(path, fewest, [["a"], ["b"], ["c"], ["d"]])  # fewer rows than the limit: no ties to allow
 
 
 def test_interrupt_timer_does_not_leak_threads(db: Path):

@@ -2,7 +2,9 @@
 
 A question counts as correct when the generated query's result equals the gold query's result as a
 multiset of rows (order compared only when the gold SQL has a top-level ORDER BY). Values are
-compared normalised (numbers to 6 significant digits); columns may come in any order.
+compared normalised (numbers to 6 significant digits); columns may come in any order. A gold query
+that keeps the top rows (`ORDER BY ... LIMIT n`) accepts any rows tied with its n-th row on the sort
+keys: "which document has the most chunks?" has several right answers when two documents tie.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ def is_ordered(sql: str) -> bool:
     return bool(sqlglot.parse_one(sql, read="duckdb").args.get("order"))
 
 
+def _column_orders(width: int):
+    return itertools.permutations(range(width)) if width <= MAX_PERMUTED_COLUMNS else [tuple(range(width))]
+
+
 def same_result(gold: list[list], got: list[list], ordered: bool) -> bool:
     """Equal as row lists (ordered) or row multisets, allowing the generated columns in any order."""
     if len(gold) != len(got):
@@ -51,11 +57,72 @@ def same_result(gold: list[list], got: list[list], ordered: bool) -> bool:
         return True
     if any(len(r) != width for r in got_rows):
         return False
-    orders = itertools.permutations(range(width)) if width <= MAX_PERMUTED_COLUMNS else [tuple(range(width))]
     expected = gold_rows if ordered else Counter(gold_rows)
-    for perm in orders:
+    for perm in _column_orders(width):
         rows = [tuple(r[i] for i in perm) for r in got_rows]
         if (rows if ordered else Counter(rows)) == expected:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class TopRows:
+    """What a correct answer to an `ORDER BY ... LIMIT n` gold query holds: every row ranked strictly
+    above the n-th row's sort key (`must`, in order), then rows tied with the n-th row (`tied`) to make n."""
+
+    must: list[tuple]
+    tied: list[tuple]
+    n: int
+
+
+def top_rows_query(gold_sql: str) -> tuple[str, int, int] | None:
+    """The gold query without its LIMIT and with its sort keys as extra trailing columns, the limit, and
+    the number of key columns; None when the query is not a top-level `ORDER BY ... LIMIT n`."""
+    tree = sqlglot.parse_one(gold_sql, read="duckdb")
+    order, limit = tree.args.get("order"), tree.args.get("limit")
+    if not isinstance(tree, sqlglot.exp.Select) or not order or not limit or tree.args.get("offset"):
+        return None
+    try:
+        n = int(limit.expression.name)
+    except (AttributeError, ValueError):
+        return None
+    projections = tree.expressions
+    keys = []
+    for i, ordered in enumerate(order.expressions):
+        key = ordered.this
+        if isinstance(key, sqlglot.exp.Literal) and key.is_int:  # ORDER BY 2
+            key = projections[int(key.name) - 1].unalias()
+        keys.append(sqlglot.exp.alias_(key.copy(), f"__tie_key_{i}"))
+    query = tree.copy()
+    query.set("limit", None)
+    query.set("expressions", [*projections, *keys])
+    return query.sql(dialect="duckdb"), n, len(keys)
+
+
+def top_rows(rows_with_keys: list[list], n: int, n_keys: int) -> TopRows:
+    """Split the ordered rows of `top_rows_query` around the n-th row's sort key."""
+    rows = [(tuple(map(_norm, r[:-n_keys])), tuple(map(_norm, r[-n_keys:]))) for r in rows_with_keys]
+    if len(rows) <= n:
+        return TopRows([r for r, _ in rows], [], len(rows))
+    cutoff = rows[n - 1][1]
+    first_tied = next(i for i, (_, key) in enumerate(rows) if key == cutoff)
+    return TopRows([r for r, _ in rows[:first_tied]], [r for r, key in rows if key == cutoff], n)
+
+
+def same_top_rows(top: TopRows, got: list[list], ordered: bool) -> bool:
+    """Whether `got` is one of the correct answers described by `top` (columns in any order)."""
+    if len(got) != top.n:
+        return False
+    got_rows = [tuple(map(_norm, r)) for r in got]
+    width = len((top.must or top.tied or [()])[0])
+    if any(len(r) != width for r in got_rows):
+        return False
+    for perm in _column_orders(width):
+        rows = [tuple(r[i] for i in perm) for r in got_rows]
+        head, rest = rows[:len(top.must)], rows[len(top.must):]
+        if ordered and head != top.must:
+            continue
+        if Counter(head) == Counter(top.must) and not Counter(rest) - Counter(top.tied):
             return True
     return False
 
@@ -95,6 +162,18 @@ def gold_rows(database: Path, q: GoldQuestion) -> list[list]:
         return run_query(con, q.sql, max_rows=MAX_ROWS, timeout_s=30).rows
 
 
+def is_correct(database: Path, q: GoldQuestion, got: list[list]) -> bool:
+    """Whether `got` answers the gold question (ties at a LIMIT's cut-off accepted)."""
+    ordered = is_ordered(q.sql)
+    top = top_rows_query(q.sql)
+    if top is None:
+        return same_result(gold_rows(database, q), got, ordered)
+    sql, n, n_keys = top
+    with connect_readonly(database) as con:
+        rows = run_query(con, sql, max_rows=MAX_ROWS, timeout_s=30).rows
+    return same_top_rows(top_rows(rows, n, n_keys), got, ordered)
+
+
 def run_sql_eval(database: Path, llm, index: SchemaIndex, questions: list[GoldQuestion] = GOLD, n_rephrasings: int = 3,
                  max_tables: int = 3, timeout_s: float = 10.0, log: Callable[[str], None] = lambda m: None) -> SqlEvalResult:
     """Ask every gold question through the assistant's pipeline (`llm` is an `LLMResource`) and score it."""
@@ -106,7 +185,7 @@ def run_sql_eval(database: Path, llm, index: SchemaIndex, questions: list[GoldQu
         schema = assistant.select_schema(index, database, [q.question, *rewrites], max_tables)
         _, sql = assistant.generate_sql(llm.complete, q.question, schema.schema, False)
         outcome = assistant.check_and_run(database, sql, MAX_ROWS, timeout_s, schema.known_tables)
-        correct = outcome.ok and not outcome.truncated and same_result(gold_rows(database, q), outcome.rows, is_ordered(q.sql))
+        correct = outcome.ok and not outcome.truncated and is_correct(database, q, outcome.rows)
         scores.append(QuestionScore(q.question, q.sql, outcome.sql, correct, outcome.error, schema.tables, round(time.perf_counter() - t0, 3)))
         log(f"[{i}/{len(questions)}] {'OK ' if correct else 'BAD'} {q.question} -> {outcome.sql!r}" + (f" ({outcome.error[:120]})" if outcome.error else ""))
     models = sorted(llm.ledger.totals()["llm_models"])
