@@ -54,19 +54,30 @@ def _print_answer(result: dict, as_json: bool) -> None:
     print(f"\nrun {result.get('run_id', '')}: " + ", ".join(f"{k}={v}" for k, v in result.get("timings", {}).items()), file=sys.stderr)
 
 
-def _ask(args: argparse.Namespace) -> int:
+def _llm_config(args: argparse.Namespace) -> dict | None:
+    return {"base_url": args.base_url} if args.base_url else None
+
+
+def _inference(command: str, args: argparse.Namespace, options: dict) -> dict | None:
+    """Run `ask` or `sql` over GraphQL (or in-process with --local); None after printing a client error."""
     from rag_assets import client
 
-    options = dict(top_k=args.top_k, n_rephrasings=args.rephrasings, mode=args.mode, sources=args.source or None, max_tokens=args.max_tokens)
+    run_local, run_remote = (client.ask_local, client.ask) if command == "ask" else (client.sql_local, client.sql)
+    llm = dict(provider=args.provider, model=args.model, llm_config=_llm_config(args))
     try:
         if args.local:
-            result = client.ask_local(args.question, provider=args.provider, model=args.model, **options)
-        else:
-            progress = None if args.quiet else client.stderr_progress
-            result = client.ask(args.question, url=args.url, provider=args.provider, model=args.model, timeout_s=args.timeout,
-                                on_progress=progress, **options)
+            return run_local(args.question, **llm, **options)
+        progress = None if args.quiet else client.stderr_progress
+        return run_remote(args.question, url=args.url, timeout_s=args.timeout, on_progress=progress, **llm, **options)
     except client.ClientError as exc:
-        print(f"rag ask: {exc}", file=sys.stderr)
+        print(f"rag {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _ask(args: argparse.Namespace) -> int:
+    options = dict(top_k=args.top_k, n_rephrasings=args.rephrasings, mode=args.mode, sources=args.source or None, max_tokens=args.max_tokens)
+    result = _inference("ask", args, options)
+    if result is None:
         return 2
     _print_answer(result, args.json)
     return 0
@@ -83,19 +94,10 @@ def _print_sql(result: dict, as_json: bool) -> None:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from rag_assets import client
-
     options = dict(database=args.database, n_rephrasings=args.rephrasings, max_tables=args.max_tables, max_rows=args.max_rows,
                    query_timeout_s=args.query_timeout, max_tokens=args.max_tokens, sensitive=args.sensitive or None)
-    try:
-        if args.local:
-            result = client.sql_local(args.question, provider=args.provider, model=args.model, **options)
-        else:
-            progress = None if args.quiet else client.stderr_progress
-            result = client.sql(args.question, url=args.url, provider=args.provider, model=args.model, timeout_s=args.timeout,
-                                on_progress=progress, **options)
-    except client.ClientError as exc:
-        print(f"rag sql: {exc}", file=sys.stderr)
+    result = _inference("sql", args, options)
+    if result is None:
         return 2
     _print_sql(result, args.json)
     return 1 if result.get("error") else 0
@@ -116,7 +118,7 @@ def _sql_eval(args: argparse.Namespace) -> int:
     if not database.is_file():
         print(f"rag sql-eval: no warehouse at {database}: materialize the `warehouse` asset first, or pass --database", file=sys.stderr)
         return 2
-    llm = LLMResource(provider=args.provider or "", model=args.model or "", openai_api_key=os.environ.get("OPENAI_API_KEY", ""),
+    llm = LLMResource(provider=args.provider or "", model=args.model or "", base_url=args.base_url or "", openai_api_key=os.environ.get("OPENAI_API_KEY", ""),
                       gemini_api_key=os.environ.get("GEMINI_API_KEY", ""))
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     with tempfile.TemporaryDirectory(prefix="rag-sql-eval-") as tmp:  # its own Milvus Lite file: never contends with `rag dev`
@@ -153,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--local", action="store_true", help="run the same job in this process, no webserver")
     ask.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider for this run")
     ask.add_argument("--model", help="the model for --provider")
+    ask.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
     ask.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
     ask.add_argument("--top-k", type=int, default=5)
     ask.add_argument("--rephrasings", type=int, default=3)
@@ -169,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("--local", action="store_true", help="run the same job in this process, no webserver")
     sq.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider for this run")
     sq.add_argument("--model", help="the model for --provider")
+    sq.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
     sq.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
     sq.add_argument("--database", help="a DuckDB file to ask about (default: the warehouse)")
     sq.add_argument("--rephrasings", type=int, default=3)
@@ -185,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--database", help="the warehouse DuckDB file (default: $RAG_HOME/warehouse.duckdb)")
     se.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider (default: the policy)")
     se.add_argument("--model", help="the model for --provider")
+    se.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
     se.add_argument("--rephrasings", type=int, default=3)
     se.add_argument("--max-tables", type=int, default=3)
     se.add_argument("--limit", type=int, default=None, help="only the first N gold questions")
@@ -202,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "base_url", None) and not args.provider:
+        parser.error("--base-url needs --provider (openai for an OpenAI-compatible server, or gemini)")
     return args.func(args)
 
 

@@ -188,11 +188,11 @@ def ask(question: str, url: str = DEFAULT_URL, provider: str | None = None, mode
     return Client(url).run_and_wait("ask_job", config, "answer_question", timeout_s, tags={"rag/question": question[:200]}, on_progress=on_progress)
 
 
-def ask_local(question: str, provider: str | None = None, model: str | None = None, **options) -> dict:
+def ask_local(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
     """The same job in this process (no webserver)."""
     from rag_assets.inference.ask_job import ask_job
 
-    return run_local(ask_job, "answer_question", ask_run_config(question, provider, model, **options))
+    return run_local(ask_job, "answer_question", ask_run_config(question, provider, model, llm_config, **options))
 
 
 def stderr_progress(message: str) -> None:
@@ -210,8 +210,8 @@ def sql(question: str, url: str = DEFAULT_URL, provider: str | None = None, mode
     return Client(url).run_and_wait("sql_job", config, "answer", timeout_s, tags={"rag/question": question[:200]}, on_progress=on_progress)
 
 
-def sql_local(question: str, provider: str | None = None, model: str | None = None, **options) -> dict:
+def sql_local(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
     """The SQL job in this process (no webserver)."""
     from rag_assets.inference.sql.job import sql_job
 
-    return run_local(sql_job, "answer", sql_run_config(question, provider, model, **options))
+    return run_local(sql_job, "answer", sql_run_config(question, provider, model, llm_config, **options))
