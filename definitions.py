@@ -19,7 +19,7 @@ from rag_assets.io_manager import PolarsParquetIOManager
 from rag_assets.settings import rag_home
 from resources import EmbedderResource, MilvusResource, SourcesResource
 from resources.llm import LLMResource
-from sensors import nightly_reingest, sources_sensor
+from sensors import nightly_reingest, sources_sensor, sql_refresh_sensor
 from sensors.jobs import ingest_job
 
 
@@ -52,7 +52,7 @@ def default_resources() -> dict:
 defs = dg.Definitions(
     assets=[documents, chunks, embeddings, index, warehouse, schema_index],
     jobs=[ingest_job, purge_job, ask_job, sql_job],
-    sensors=[sources_sensor],
+    sensors=[sources_sensor, sql_refresh_sensor],
     schedules=[nightly_reingest],
     resources=default_resources(),
     executor=choose_executor(),

@@ -1,12 +1,14 @@
 """The code location as Dagster loads it: assets, tags, executor choice, sensors, jobs."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 import definitions
 from rag_assets.ingest.k8s import GPU_OP_TAGS
+from rag_assets.inference.sql.assets import schema_index, warehouse
 
 
 def asset_specs() -> dict[str, dg.AssetSpec]:
@@ -46,7 +48,7 @@ def test_sensor_schedule_and_jobs_are_registered_and_running_by_default():
     defs = definitions.defs
     assert defs.get_sensor_def("sources_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     assert defs.get_schedule_def("nightly_reingest").default_status == dg.DefaultScheduleStatus.RUNNING
-    for job in ("ingest", "purge_job", "ask_job"):
+    for job in ("ingest", "purge_job", "ask_job", "sql_job"):
         assert defs.resolve_job_def(job) is not None
 
 
@@ -62,3 +64,22 @@ def test_the_code_location_validates_as_the_code_server_loads_it():
                           cwd=repo, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_the_warehouse_and_schema_index_are_rebuilt_once_after_an_ingestion_run(workspace, tmp_path: Path):
+    """The daemon's automation evaluation, run in-process on the same instance as a real ingestion run."""
+    from rag_assets.pipeline import INGEST_ASSETS
+
+    assert definitions.defs.get_sensor_def("sql_refresh_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    automated = dg.Definitions(assets=[*INGEST_ASSETS, warehouse, schema_index], resources=definitions.default_resources())
+    first = dg.evaluate_automation_conditions(defs=automated, instance=workspace.instance)
+    assert first.total_requested == 0  # nothing ingested yet: nothing to rebuild
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("# A\n\nSome text about the warehouse.\n")
+    workspace.write_sources([{"name": "notes", "kind": "markdown", "paths": [str(tmp_path / "notes")]}])
+    workspace.materialize("notes")
+    after = dg.evaluate_automation_conditions(defs=automated, instance=workspace.instance, cursor=first.cursor)
+    requested = {r.key for r in after.results if r.true_subset.size}
+    assert requested == {dg.AssetKey("warehouse"), dg.AssetKey("schema_index")}
+    again = dg.evaluate_automation_conditions(defs=automated, instance=workspace.instance, cursor=after.cursor)
+    assert again.total_requested == 0  # handled: not requested again until the next ingestion

@@ -12,6 +12,13 @@ from rag_assets.io_manager import PolarsParquetIOManager
 from resources import EmbedderResource, MilvusResource, SourcesResource
 
 ALL_SOURCES = dg.AllPartitionMapping()
+# `eager()` without its "no missing dependency" clause: one source whose ingestion failed must not
+# freeze the warehouse for every other source. It still waits for ingestion runs in progress.
+REFRESH_AFTER_INGEST = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after ingestion")
 
 
 def open_schema_index(milvus: MilvusResource, embedder: EmbedderResource) -> SchemaIndex:
@@ -31,6 +38,7 @@ def build_from_platform(warehouse_db: WarehouseResource, io_manager: PolarsParqu
 @dg.asset(
     group_name="sql",
     kinds={"duckdb"},
+    automation_condition=REFRESH_AFTER_INGEST,
     deps=[dg.AssetDep("documents", partition_mapping=ALL_SOURCES), dg.AssetDep("chunks", partition_mapping=ALL_SOURCES)],
     description="A DuckDB database of the platform's own data: sources, documents, chunks, Dagster runs and "
     "retrieval evaluation results, every table and column commented. Rebuilt whole, atomically.",
@@ -52,6 +60,7 @@ def warehouse(context: dg.AssetExecutionContext, warehouse_db: WarehouseResource
 @dg.asset(
     group_name="sql",
     kinds={"milvus"},
+    automation_condition=REFRESH_AFTER_INGEST,
     deps=[warehouse],
     description="The warehouse's tables and columns (names, types, descriptions, sample values) embedded in the "
     "Milvus collection `schema__<embedding model>`; synced by content hash, so a rebuild is idempotent.",
