@@ -5,7 +5,7 @@ and `schema_index` assets, then
 - schema retrieval (no LLM): for every gold question, whether the tables its gold SQL needs are the
   first hit, and all among the `--max-tables` tables put in the prompt;
 - `rag sql-eval`: execution accuracy of the configured provider (default: the bundled local model).
-Prints one JSON line. The baseline for accuracy is the gold SQL itself (1.0 by construction).
+Prints one JSON line. The baseline is the gold SQL itself, scored by the same scorer (should be 1.0).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import machine  # noqa: E402
 from rag_assets.inference.sql.assets import open_schema_index, schema_index, warehouse  # noqa: E402
-from rag_assets.inference.sql.evaluate import run_sql_eval  # noqa: E402
+from rag_assets.inference.sql.evaluate import gold_rows, is_correct, run_sql_eval  # noqa: E402
 from rag_assets.inference.sql.gold import GOLD  # noqa: E402
 from rag_assets.inference.sql.resource import WarehouseResource  # noqa: E402
 from rag_assets.inference.sql.schema_index import database_key, rank_tables  # noqa: E402
@@ -54,6 +54,7 @@ def main() -> None:
         ranked = {q.question: [t for t, _ in rank_tables(index.search(key, [q.question], 12))] for q in GOLD}
         top1 = sum(ranked[q.question][0] in q.tables for q in GOLD)
         covered = sum(set(q.tables) <= set(ranked[q.question][: args.max_tables]) for q in GOLD)
+        oracle = sum(is_correct(target, q, gold_rows(target, q)) for q in GOLD) / len(GOLD)  # the scorer on the gold SQL's own rows
 
         llm = LLMResource(provider=args.provider, model=args.model, base_url=args.base_url,
                           openai_api_key=os.environ.get("OPENAI_API_KEY", ""), gemini_api_key=os.environ.get("GEMINI_API_KEY", ""))
@@ -64,7 +65,7 @@ def main() -> None:
         "schema_top1_needed_table": top1,
         f"schema_all_needed_in_top{args.max_tables}": covered,
         "execution_accuracy": result.accuracy, "correct": result.correct, "valid_queries": result.executed,
-        "gold_sql_accuracy": 1.0, "models": result.models, "timings": result.timings,
+        "gold_sql_accuracy": oracle, "models": result.models, "timings": result.timings,
         "seconds_per_question_median": sorted(s.seconds for s in result.scores)[len(result.scores) // 2],
         "machine": machine(),
     }))

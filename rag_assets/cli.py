@@ -103,6 +103,21 @@ def _sql(args: argparse.Namespace) -> int:
     return 1 if result.get("error") else 0
 
 
+def _result(args: argparse.Namespace) -> int:
+    from rag_assets import client
+
+    try:
+        result = client.result(args.run_id, url=args.url, timeout_s=args.wait)
+    except client.ClientError as exc:
+        print(f"rag result: {exc}", file=sys.stderr)
+        return 2
+    if "sources" in result:
+        _print_answer(result, args.json)
+        return 0
+    _print_sql(result, args.json)
+    return 1 if result.get("error") else 0
+
+
 def _sql_eval(args: argparse.Namespace) -> int:
     import os
     import tempfile
@@ -134,6 +149,19 @@ def _sql_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that launch an inference run (`ask`, `sql`)."""
+    parser.add_argument("question")
+    parser.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver")
+    parser.add_argument("--local", action="store_true", help="run the same job in this process, no webserver")
+    parser.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider for this run")
+    parser.add_argument("--model", help="the model for --provider")
+    parser.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag", description="rag-assets command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,30 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=_eval)
 
     ask = sub.add_parser("ask", help="ask a question: multi-query RAG as a Dagster run, awaited")
-    ask.add_argument("question")
-    ask.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver")
-    ask.add_argument("--local", action="store_true", help="run the same job in this process, no webserver")
-    ask.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider for this run")
-    ask.add_argument("--model", help="the model for --provider")
-    ask.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
-    ask.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
+    _run_options(ask)
     ask.add_argument("--top-k", type=int, default=5)
     ask.add_argument("--rephrasings", type=int, default=3)
     ask.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
     ask.add_argument("--source", action="append", help="restrict to a source (repeatable)")
     ask.add_argument("--max-tokens", type=int, default=256)
-    ask.add_argument("--json", action="store_true", help="print one JSON object")
-    ask.add_argument("--quiet", action="store_true", help="no progress on stderr")
     ask.set_defaults(func=_ask)
 
     sq = sub.add_parser("sql", help="ask a question about a DuckDB database (default: the platform's warehouse) as a Dagster run")
-    sq.add_argument("question")
-    sq.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver")
-    sq.add_argument("--local", action="store_true", help="run the same job in this process, no webserver")
-    sq.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider for this run")
-    sq.add_argument("--model", help="the model for --provider")
-    sq.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
-    sq.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
+    _run_options(sq)
     sq.add_argument("--database", help="a DuckDB file to ask about (default: the warehouse)")
     sq.add_argument("--rephrasings", type=int, default=3)
     sq.add_argument("--max-tables", type=int, default=3, help="tables of the schema put in the prompt")
@@ -181,9 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("--query-timeout", type=float, default=10.0, help="seconds the query may run")
     sq.add_argument("--max-tokens", type=int, default=256)
     sq.add_argument("--sensitive", action="store_true", help="keep the prompts on non-external models")
-    sq.add_argument("--json", action="store_true", help="print one JSON object")
-    sq.add_argument("--quiet", action="store_true", help="no progress on stderr")
     sq.set_defaults(func=_sql)
+
+    res = sub.add_parser("result", help="the answer of an earlier `rag ask` or `rag sql` run, by run id")
+    res.add_argument("run_id")
+    res.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver")
+    res.add_argument("--wait", type=float, default=0.0, help="seconds to wait if the run is still going (default: do not wait)")
+    res.add_argument("--json", action="store_true", help="print one JSON object")
+    res.set_defaults(func=_result)
 
     se = sub.add_parser("sql-eval", help="execution accuracy of the SQL assistant on the gold questions over the warehouse")
     se.add_argument("--database", help="the warehouse DuckDB file (default: $RAG_HOME/warehouse.duckdb)")

@@ -16,6 +16,9 @@ import httpx
 DEFAULT_URL = "http://127.0.0.1:3000"
 LOCATION, REPOSITORY = "rag_assets", "__repository__"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+RESULT_STEPS = {"ask_job": "answer_question", "sql_job": "answer"}  # the step whose output metadata holds the result
+
+RUN = "query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { jobName status } } }"
 
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {
@@ -138,18 +141,29 @@ class Client:
 
     def run_and_wait(self, job: str, run_config: dict, result_step: str, timeout_s: float, tags: dict[str, str] | None = None,
                      on_progress: Callable[[str], None] | None = None) -> dict:
-        import json
-
         started = time.perf_counter()
         run_id = self.launch(job, run_config, tags)
         launched = time.perf_counter()
-        outputs = self.wait(run_id, timeout_s, on_progress)
-        if result_step not in outputs or "result" not in outputs[result_step]:
-            raise ClientError(f"run {run_id} succeeded but step {result_step!r} reported no result")
-        result = json.loads(outputs[result_step]["result"])
-        result["run_id"] = run_id
+        result = self._result(run_id, self.wait(run_id, timeout_s, on_progress), result_step)
         result.setdefault("timings", {}).update(launch_s=round(launched - started, 3), total_s=round(time.perf_counter() - started, 3))
         return result
+
+    def result(self, run_id: str, timeout_s: float = 0.0, on_progress: Callable[[str], None] | None = None) -> dict:
+        """The result of an earlier `ask_job` or `sql_job` run, by run id (waiting up to `timeout_s` if it still runs)."""
+        run = self._graphql(RUN, {"runId": run_id})["runOrError"]
+        if run["__typename"] != "Run":
+            raise ClientError(f"no run {run_id} on {self.url}")
+        if run["jobName"] not in RESULT_STEPS:
+            raise ClientError(f"run {run_id} is a {run['jobName']} run, not a question ({', '.join(RESULT_STEPS)})")
+        return self._result(run_id, self.wait(run_id, timeout_s, on_progress), RESULT_STEPS[run["jobName"]])
+
+    @staticmethod
+    def _result(run_id: str, outputs: dict[str, dict], result_step: str) -> dict:
+        import json
+
+        if result_step not in outputs or "result" not in outputs[result_step]:
+            raise ClientError(f"run {run_id} succeeded but step {result_step!r} reported no result")
+        return {**json.loads(outputs[result_step]["result"]), "run_id": run_id}
 
 
 def job_run_config(first_op: str, question: str, provider: str | None = None, model: str | None = None,
@@ -215,3 +229,8 @@ def sql_local(question: str, provider: str | None = None, model: str | None = No
     from rag_assets.inference.sql.job import sql_job
 
     return run_local(sql_job, "answer", sql_run_config(question, provider, model, llm_config, **options))
+
+
+def result(run_id: str, url: str = DEFAULT_URL, timeout_s: float = 0.0) -> dict:
+    """The answer of an earlier `ask` or `sql` run by its run id (e.g. after a `RunTimeout`)."""
+    return Client(url).result(run_id, timeout_s)

@@ -60,6 +60,10 @@ def test_clear_errors_for_a_failed_run_a_timeout_and_no_webserver(stack: DevStac
     with pytest.raises(client.RunTimeout) as timeout:
         client.ask("How are chunk ids computed?", url=stack.url, timeout_s=0.5, n_rephrasings=0)
     assert timeout.value.run_id in str(timeout.value)
+    later = client.result(timeout.value.run_id, url=stack.url, timeout_s=300)  # the run went on: its answer, by run id
+    assert later["run_id"] == timeout.value.run_id and later["question"] == "How are chunk ids computed?" and later["sources"]
+    with pytest.raises(client.ClientError, match="no run"):
+        client.result("00000000-0000-0000-0000-000000000000", url=stack.url)
     with pytest.raises(client.ClientError, match="cannot reach the Dagster webserver"):
         client.ask("anything", url=f"http://127.0.0.1:{free_port()}", timeout_s=5)
 
@@ -82,6 +86,8 @@ def test_rag_sql_over_graphql_answers_from_the_demo_source_warehouse(stack: DevS
     assert {link for _, link in out["rows"]} == demo  # every demo document, nothing else
     assert "[search_schema]" in stderr_steps(proc.stderr) and out["llm"]["llm_models"] == {"openai/loopback-sql": 2}
     assert (stack.home / "sql_answers" / f"{out['run_id']}.json").exists()
+    again = subprocess.run([str(RAG), "result", out["run_id"], "--url", stack.url, "--json"], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and json.loads(again.stdout)["rows"] == out["rows"]  # retrievable by run id
 
     local = client.sql("How many documents are there?", url=stack.url, timeout_s=400, n_rephrasings=1, max_tokens=64)
     assert local["sql"] and local["llm"]["llm_models"] == {"local/gemma-3-270m-q4_k_m": 2}

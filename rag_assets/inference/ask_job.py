@@ -6,9 +6,7 @@ sensitivity is decided by what it retrieves: if any candidate source is sensitiv
 the answer stay on non-external models. In-process executor: one process, models loaded once.
 """
 
-import json
 import time
-from pathlib import Path
 from typing import Literal
 
 import dagster as dg
@@ -18,6 +16,7 @@ from rag_assets.index_store import collection_name
 from rag_assets.inference.multi_query import (
     AskResult, Source, answer_prompt, parse_rephrasings, rephrase_prompt, rrf_fuse, verify_prompt,
 )
+from rag_assets.inference.results import save_result
 from rag_assets.ingest.metadata import markdown_table
 from rag_assets.retrieval import Hit, RetrievalSettings, Retriever
 from rag_assets.settings import rag_home
@@ -106,7 +105,7 @@ def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, ll
     timings["llm_s"] = round(llm.ledger.totals()["llm_latency_s"], 3)
     result = AskResult(plan["question"], text, [Source.from_hit(h) for h in hits], ranked["rewrites"], timings,
                        llm.ledger.totals(), context.run_id)
-    save_result(result)
+    save_result("answers", result.run_id, result.to_dict())
     sources = pl.DataFrame([{"n": i + 1, "title": s.title, "link": s.link, "score": s.score} for i, s in enumerate(result.sources)])
     yield dg.Output(
         result.to_dict(),
@@ -117,18 +116,6 @@ def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, ll
             **{k: v for k, v in llm.metadata().items() if k != "llm_models"},
         },
     )
-
-
-def results_dir() -> Path:
-    return rag_home() / "answers"
-
-
-def save_result(result: AskResult) -> Path:
-    """One file per run id: concurrent questions never overwrite each other."""
-    path = results_dir() / f"{result.run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_dict(), indent=1))
-    return path
 
 
 @dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "ask"},

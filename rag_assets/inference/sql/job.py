@@ -6,7 +6,6 @@ guard, read-only DuckDB with a timeout and row limit) -> answer (the SQL and its
 A refused or failed query ends the run normally, its reason in the result's `error`.
 """
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,8 +15,8 @@ import dagster as dg
 from rag_assets.inference.sql import assistant
 from rag_assets.inference.sql.assets import build_from_platform, open_schema_index
 from rag_assets.inference.sql.resource import WarehouseResource
+from rag_assets.inference.results import save_result
 from rag_assets.io_manager import PolarsParquetIOManager
-from rag_assets.settings import rag_home
 from resources import EmbedderResource, MilvusResource, SourcesResource
 from resources.llm import LLMResource
 
@@ -94,7 +93,7 @@ def answer(context: dg.OpExecutionContext, plan: dict, schema: dict, generated: 
         database=schema["database"], tables=schema["tables"], rewrites=plan["rewrites"], raw_sql=generated["raw"],
         timings=timings, llm=llm.ledger.totals(), run_id=context.run_id,
     )
-    save_result(result)
+    save_result("sql_answers", result.run_id, result.to_dict())
     yield dg.Output(
         result.to_dict(),
         metadata={
@@ -107,14 +106,6 @@ def answer(context: dg.OpExecutionContext, plan: dict, schema: dict, generated: 
             **{k: v for k, v in llm.metadata().items() if k != "llm_models"},
         },
     )
-
-
-def save_result(result: assistant.SqlResult) -> Path:
-    """One file per run id under `$RAG_HOME/sql_answers`."""
-    path = rag_home() / "sql_answers" / f"{result.run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result.to_dict(), indent=1))
-    return path
 
 
 @dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "sql"},
