@@ -18,13 +18,17 @@ from pathlib import Path
 
 import httpx
 
-# Runs launch at once (no queue to wait on): inference runs are awaited by a client.
+# Runs launch at once (no queue to wait on): inference runs are awaited by a client. Run retries on,
+# for the jobs that ask for them with `dagster/max_retries` (ingest and purge; not inference runs).
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
 run_coordinator:
   module: dagster._core.run_coordinator
   class: DefaultRunCoordinator
+run_retries:
+  enabled: true
+  max_retries: 0
 """
 
 

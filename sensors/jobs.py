@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from rag_assets.ingest.partitions import sources_partitions
+from rag_assets.ingest.partitions import RETRY_TAGS, sources_partitions
 
 INGEST_ASSETS = ["documents", "chunks", "embeddings", "index"]
 
@@ -11,4 +11,5 @@ ingest_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*INGEST_ASSETS),
     partitions_def=sources_partitions,
     description="Ingest one source: documents -> chunks -> embeddings -> index.",
+    tags=RETRY_TAGS,
 )

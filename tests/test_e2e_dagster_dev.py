@@ -119,3 +119,27 @@ def test_the_daemon_rebuilds_the_warehouse_after_the_ingest_run(stack: DevStack)
     assert done[-1]["status"] == "SUCCESS", f"{done[-1]}; logs in {stack.home / 'logs'}"
     assert {tuple(a["path"]) for a in done[-1]["assetSelection"]} == {("warehouse",), ("schema_index",)}
     assert (stack.home / "warehouse.duckdb").is_file()
+
+
+RETRIES = ('query Retries($root: String!) { runsOrError(filter: {tags: [{key: "dagster/root_run_id", value: $root}]}) '
+           '{ ... on Runs { results { runId status tags { key value } } } } }')
+
+
+def test_a_failed_ingest_run_is_retried_from_the_failure_by_the_daemon(stack: DevStack):
+    """`rag dev` turns run retries on; ingest runs ask for two. A run made to fail in its `chunks` step (a chunk
+    size too small to hold any text) is re-executed twice by the real daemon, each time from the failed step."""
+    api = client.Client(stack.url)
+    run_id = api.launch("ingest", {"ops": {"chunks": {"config": {"max_tokens": 16}}}}, tags={"dagster/partition": "rag-assets-docs"})
+    with pytest.raises(client.RunFailed, match="leaves no room for text"):
+        api.wait(run_id, timeout_s=300)
+    deadline, retries = time.monotonic() + 400, []
+    while time.monotonic() < deadline:
+        runs = httpx.post(f"{stack.url}/graphql", json={"query": RETRIES, "variables": {"root": run_id}}, timeout=10).json()
+        retries = runs["data"]["runsOrError"]["results"]
+        if len(retries) == 2 and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in retries):
+            break
+        time.sleep(3)
+    assert [r["status"] for r in retries] == ["FAILURE", "FAILURE"], retries
+    tags = [{t["key"]: t["value"] for t in r["tags"]} for r in retries]
+    assert sorted(t["dagster/retry_number"] for t in tags) == ["1", "2"]
+    assert all(t["dagster/partition"] == "rag-assets-docs" for t in tags)

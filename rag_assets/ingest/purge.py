@@ -4,6 +4,7 @@
 import dagster as dg
 
 from rag_assets.index_store import chunk_collections, delete_source
+from rag_assets.ingest.partitions import RETRY_TAGS
 from rag_assets.io_manager import PolarsParquetIOManager
 from resources.milvus import MilvusResource
 
@@ -29,6 +30,6 @@ def purge_sources(context: dg.OpExecutionContext, config: PurgeConfig, milvus: M
     return dg.Output(None, metadata={"sources": config.sources, "deleted_rows": deleted_rows, "deleted_files": deleted_files})
 
 
-@dg.job(description="Remove sources that left sources.yaml: their vectors and stored partitions.")
+@dg.job(description="Remove sources that left sources.yaml: their vectors and stored partitions.", tags=RETRY_TAGS)
 def purge_job():
     purge_sources()
