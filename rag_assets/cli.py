@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from rag_assets.client import DEFAULT_URL
+
 
 def _eval(args: argparse.Namespace) -> int:
     from rag_assets.eval.run import run_eval
@@ -149,14 +151,18 @@ def _sql_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _llm_options(parser: argparse.ArgumentParser, provider_help: str = "pin the LLM provider for this run") -> None:
+    parser.add_argument("--provider", choices=["local", "openai", "gemini"], help=provider_help)
+    parser.add_argument("--model", help="the model for --provider")
+    parser.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
+
+
 def _run_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by the commands that launch an inference run (`ask`, `sql`)."""
     parser.add_argument("question")
-    parser.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver")
+    parser.add_argument("--url", default=DEFAULT_URL, help="Dagster webserver")
     parser.add_argument("--local", action="store_true", help="run the same job in this process, no webserver")
-    parser.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider for this run")
-    parser.add_argument("--model", help="the model for --provider")
-    parser.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
+    _llm_options(parser)
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -199,16 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     res = sub.add_parser("result", help="the answer of an earlier `rag ask` or `rag sql` run, by run id")
     res.add_argument("run_id")
-    res.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver")
+    res.add_argument("--url", default=DEFAULT_URL, help="Dagster webserver")
     res.add_argument("--wait", type=float, default=0.0, help="seconds to wait if the run is still going (default: do not wait)")
     res.add_argument("--json", action="store_true", help="print one JSON object")
     res.set_defaults(func=_result)
 
     se = sub.add_parser("sql-eval", help="execution accuracy of the SQL assistant on the gold questions over the warehouse")
     se.add_argument("--database", help="the warehouse DuckDB file (default: $RAG_HOME/warehouse.duckdb)")
-    se.add_argument("--provider", choices=["local", "openai", "gemini"], help="pin the LLM provider (default: the policy)")
-    se.add_argument("--model", help="the model for --provider")
-    se.add_argument("--base-url", help="endpoint for --provider (an OpenAI-compatible server: vLLM, Ollama, llama.cpp)")
+    _llm_options(se, "pin the LLM provider (default: the policy)")
     se.add_argument("--rephrasings", type=int, default=3)
     se.add_argument("--max-tables", type=int, default=3)
     se.add_argument("--limit", type=int, default=None, help="only the first N gold questions")

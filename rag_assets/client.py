@@ -7,16 +7,29 @@ unreachable, the run failed (with the failing step's error), or the wait timed o
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 LOCATION, REPOSITORY = "rag_assets", "__repository__"
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-RESULT_STEPS = {"ask_job": "answer_question", "sql_job": "answer"}  # the step whose output metadata holds the result
+
+
+@dataclass(frozen=True)
+class InferenceJob:
+    name: str  # the Dagster job
+    first_op: str  # takes the question and the options as its config
+    result_step: str  # its output metadata holds the result
+
+
+ASK_JOB = InferenceJob("ask_job", "retrieve_original", "answer_question")
+SQL_JOB = InferenceJob("sql_job", "reword", "answer")
+RESULT_STEPS = {job.name: job.result_step for job in (ASK_JOB, SQL_JOB)}
 
 RUN = "query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { jobName status } } }"
 
@@ -159,8 +172,6 @@ class Client:
 
     @staticmethod
     def _result(run_id: str, outputs: dict[str, dict], result_step: str) -> dict:
-        import json
-
         if result_step not in outputs or "result" not in outputs[result_step]:
             raise ClientError(f"run {run_id} succeeded but step {result_step!r} reported no result")
         return {**json.loads(outputs[result_step]["result"]), "run_id": run_id}
@@ -191,22 +202,27 @@ def run_local(job, result_step: str, run_config: dict) -> dict:
     return out
 
 
+def _launch(job: InferenceJob, question: str, url: str, timeout_s: float, on_progress: Callable[[str], None] | None,
+            config: dict) -> dict:
+    return Client(url).run_and_wait(job.name, config, job.result_step, timeout_s, tags={"rag/question": question[:200]},
+                                    on_progress=on_progress)
+
+
 def ask_run_config(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
-    return job_run_config("retrieve_original", question, provider, model, llm_config, **options)
+    return job_run_config(ASK_JOB.first_op, question, provider, model, llm_config, **options)
 
 
 def ask(question: str, url: str = DEFAULT_URL, provider: str | None = None, model: str | None = None, timeout_s: float = 600,
         on_progress: Callable[[str], None] | None = None, llm_config: dict | None = None, **options) -> dict:
     """Ask over GraphQL and wait: returns {question, answer, sources, rephrasings, timings, llm, run_id}."""
-    config = ask_run_config(question, provider, model, llm_config, **options)
-    return Client(url).run_and_wait("ask_job", config, "answer_question", timeout_s, tags={"rag/question": question[:200]}, on_progress=on_progress)
+    return _launch(ASK_JOB, question, url, timeout_s, on_progress, ask_run_config(question, provider, model, llm_config, **options))
 
 
 def ask_local(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
     """The same job in this process (no webserver)."""
     from rag_assets.inference.ask_job import ask_job
 
-    return run_local(ask_job, "answer_question", ask_run_config(question, provider, model, llm_config, **options))
+    return run_local(ask_job, ASK_JOB.result_step, ask_run_config(question, provider, model, llm_config, **options))
 
 
 def stderr_progress(message: str) -> None:
@@ -214,21 +230,20 @@ def stderr_progress(message: str) -> None:
 
 
 def sql_run_config(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
-    return job_run_config("reword", question, provider, model, llm_config, **options)
+    return job_run_config(SQL_JOB.first_op, question, provider, model, llm_config, **options)
 
 
 def sql(question: str, url: str = DEFAULT_URL, provider: str | None = None, model: str | None = None, timeout_s: float = 600,
         on_progress: Callable[[str], None] | None = None, llm_config: dict | None = None, **options) -> dict:
     """Ask the SQL assistant over GraphQL and wait: returns {question, answer, sql, columns, rows, error, timings, llm, run_id, ...}."""
-    config = sql_run_config(question, provider, model, llm_config, **options)
-    return Client(url).run_and_wait("sql_job", config, "answer", timeout_s, tags={"rag/question": question[:200]}, on_progress=on_progress)
+    return _launch(SQL_JOB, question, url, timeout_s, on_progress, sql_run_config(question, provider, model, llm_config, **options))
 
 
 def sql_local(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
     """The SQL job in this process (no webserver)."""
     from rag_assets.inference.sql.job import sql_job
 
-    return run_local(sql_job, "answer", sql_run_config(question, provider, model, llm_config, **options))
+    return run_local(sql_job, SQL_JOB.result_step, sql_run_config(question, provider, model, llm_config, **options))
 
 
 def result(run_id: str, url: str = DEFAULT_URL, timeout_s: float = 0.0) -> dict:

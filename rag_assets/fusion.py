@@ -16,6 +16,7 @@ import json
 import math
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ INTERCEPT, SLOPE = 0.45, 3.5
 SNAP_BM25_BELOW, SNAP_DENSE_ABOVE = 0.30, 0.85
 PRIOR_QUERIES = 20
 DEPTH = 100
+RRF_K = 60
 
 
 def _doc_ranks(hits: list["Hit"], depth: int) -> dict[str, int]:
@@ -131,3 +133,13 @@ def fuse(dense: list["Hit"], bm25: list["Hit"], k: int, dense_weight: float) -> 
     fused = {cid: dense_weight * d.get(cid, 0.0) + (1 - dense_weight) * b.get(cid, 0.0) for cid in by_id}
     ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
     return [replace(by_id[cid], score=score) for cid, score in ranked]
+
+
+def reciprocal_rank_scores(rankings: Iterable[Iterable[str]], k: int = RRF_K) -> dict[str, float]:
+    """Reciprocal rank fusion: each key's sum of 1 / (k + rank) over the rankings (rank from 1), keys in
+    first-seen order (so a stable sort by score breaks ties by first appearance)."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking):
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank + 1)
+    return scores

@@ -24,48 +24,68 @@ OUTPUT_FIELDS = ["chunk_id", "doc_id", "source", "title", "link", "text", "headi
 WRITE_BATCH = int(os.environ.get("RAG_MILVUS_WRITE_BATCH", "1000"))
 
 
+def model_slug(model_id: str) -> str:
+    """A model or variant id as a Milvus-safe name part: `local/all-MiniLM-L6-v2` -> `local_all_minilm_l6_v2`."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()
+
+
 def collection_name(model_id: str, variant: str = "") -> str:
     """`chunks__<model>[__<variant>]`: a different embedding model or variant never shares a collection."""
-    name = "chunks__" + re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()
+    name = "chunks__" + model_slug(model_id)
     if variant:
-        name += "__" + re.sub(r"[^A-Za-z0-9]+", "_", variant).strip("_").lower()
+        name += "__" + model_slug(variant)
     return name[:255]
 
 
-def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
-    """Create the collection with its indexes if missing, and load it."""
+def ensure_hybrid_collection(client: MilvusClient, name: str, dim: int, scalars: list[tuple[str, DataType, dict]],
+                             filter_field: str, text_max_chars: int) -> None:
+    """Create, if missing, a collection of `scalars` (the first is the primary key), a BM25-analysed `text`,
+    a dense `vector` (HNSW, cosine) and a `sparse` field from Milvus's BM25 function, with an inverted
+    index on `filter_field`; then load it."""
     if not client.has_collection(name):
         schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
-        schema.add_field("chunk_id", DataType.VARCHAR, is_primary=True, max_length=64)
-        schema.add_field("doc_id", DataType.VARCHAR, max_length=64)
-        schema.add_field("source", DataType.VARCHAR, max_length=64)
-        schema.add_field("title", DataType.VARCHAR, max_length=4096)
-        schema.add_field("link", DataType.VARCHAR, max_length=8192)
-        schema.add_field("heading_path", DataType.VARCHAR, max_length=4096)
-        schema.add_field("position", DataType.INT32)
-        schema.add_field("sensitive", DataType.BOOL)
-        schema.add_field("text", DataType.VARCHAR, max_length=TEXT_MAX_CHARS, enable_analyzer=True, analyzer_params=BM25_ANALYZER)
+        for i, (field, dtype, params) in enumerate(scalars):
+            schema.add_field(field, dtype, is_primary=i == 0, **params)
+        schema.add_field("text", DataType.VARCHAR, max_length=text_max_chars, enable_analyzer=True, analyzer_params=BM25_ANALYZER)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
         schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"]))
         index_params = client.prepare_index_params()
         index_params.add_index("vector", index_type="HNSW", metric_type="COSINE", params=HNSW_PARAMS)
         index_params.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        index_params.add_index("source", index_type="INVERTED")
+        index_params.add_index(filter_field, index_type="INVERTED")
         client.create_collection(name, schema=schema, index_params=index_params)
     client.load_collection(name)
+
+
+CHUNK_FIELDS: list[tuple[str, DataType, dict]] = [
+    ("chunk_id", DataType.VARCHAR, {"max_length": 64}),
+    ("doc_id", DataType.VARCHAR, {"max_length": 64}),
+    ("source", DataType.VARCHAR, {"max_length": 64}),
+    ("title", DataType.VARCHAR, {"max_length": 4096}),
+    ("link", DataType.VARCHAR, {"max_length": 8192}),
+    ("heading_path", DataType.VARCHAR, {"max_length": 4096}),
+    ("position", DataType.INT32, {}),
+    ("sensitive", DataType.BOOL, {}),
+]
+
+
+def ensure_collection(client: MilvusClient, name: str, dim: int) -> None:
+    """Create the chunks collection with its indexes if missing, and load it."""
+    ensure_hybrid_collection(client, name, dim, CHUNK_FIELDS, "source", TEXT_MAX_CHARS)
 
 
 def index_parameters(dim: int) -> dict:
     return {"dense": {"type": "HNSW", "metric": "COSINE", "dim": dim, **HNSW_PARAMS}, "sparse": {"type": "BM25", "analyzer": BM25_ANALYZER}}
 
 
-def _quote(value: str) -> str:
+def quote_literal(value: str) -> str:
+    """A string as a Milvus filter-expression literal."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def source_filter(sources: list[str]) -> str:
-    return "source in [" + ", ".join(_quote(s) for s in sources) + "]"
+    return "source in [" + ", ".join(quote_literal(s) for s in sources) + "]"
 
 
 def ids_for_source(client: MilvusClient, name: str, source: str) -> set[str]:

@@ -18,7 +18,7 @@ from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker
 
 from pathlib import Path
 
-from rag_assets.fusion import DEPTH, CalibrationStore, confirmation_gap, fuse
+from rag_assets.fusion import DEPTH, RRF_K, CalibrationStore, confirmation_gap, fuse
 from rag_assets.index_store import OUTPUT_FIELDS, source_filter
 
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -45,7 +45,7 @@ class RetrievalSettings:
     top_k: int = 10
     fusion: Fusion = "auto"
     dense_weight: float = 0.7  # `weighted` fusion only
-    rrf_k: int = 60  # `rrf` fusion only
+    rrf_k: int = RRF_K  # `rrf` fusion only
     candidates: int = DEPTH  # per retriever, before fusion
 
 

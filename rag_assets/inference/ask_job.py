@@ -14,7 +14,7 @@ import polars as pl
 
 from rag_assets.index_store import collection_name
 from rag_assets.inference.multi_query import (
-    AskResult, Source, answer_prompt, parse_rephrasings, rephrase_prompt, rrf_fuse, verify_prompt,
+    AskResult, Source, answer_prompt, rewrite_question, rrf_fuse, verify_prompt,
 )
 from rag_assets.inference.results import save_result
 from rag_assets.ingest.metadata import markdown_table
@@ -60,12 +60,8 @@ def retrieve_original(context: dg.OpExecutionContext, config: AskConfig, milvus:
 
 @dg.op(out=dg.Out(io_manager_key=IO), description="Rewrite the question n ways with the fast tier.")
 def rephrase(context: dg.OpExecutionContext, plan: dict, llm: LLMResource) -> list[str]:
-    if plan["n_rephrasings"] <= 0:
-        return []
     started = time.perf_counter()
-    out = llm.complete(rephrase_prompt(plan["question"], plan["n_rephrasings"]), tier="fast", sensitive=plan["sensitive"],
-                       max_tokens=32 * plan["n_rephrasings"], stop=["\n\n", "Question:"])
-    rewrites = parse_rephrasings("1." + out.text, plan["question"], plan["n_rephrasings"])
+    rewrites = rewrite_question(llm.complete, plan["question"], plan["n_rephrasings"], plan["sensitive"])
     context.log.info(f"rewrites ({time.perf_counter() - started:.2f}s): {rewrites}")
     return rewrites
 

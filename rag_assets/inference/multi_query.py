@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+from rag_assets.fusion import RRF_K, reciprocal_rank_scores
 from rag_assets.retrieval import Hit
 
-RRF_K = 60
 SNIPPET_CHARS = 400
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
 
@@ -18,6 +18,14 @@ def rephrase_prompt(question: str, n: int) -> str:
         f"Rewrite the question below in {n} different ways, one per line, keeping its meaning.\n\n"
         f"Question: {question}\nRewrites:\n1."
     )
+
+
+def rewrite_question(complete, question: str, n: int, sensitive: bool) -> list[str]:
+    """Up to `n` rewrites of the question from the fast tier (`complete` is `LLMResource.complete`)."""
+    if n <= 0:
+        return []
+    out = complete(rephrase_prompt(question, n), tier="fast", sensitive=sensitive, max_tokens=32 * n, stop=["\n\n", "Question:"])
+    return parse_rephrasings("1." + out.text, question, n)
 
 
 def parse_rephrasings(text: str, question: str, n: int) -> list[str]:
@@ -37,12 +45,11 @@ def parse_rephrasings(text: str, question: str, n: int) -> list[str]:
 
 def rrf_fuse(rankings: list[list[Hit]], top_k: int, k: int = RRF_K) -> list[Hit]:
     """De-duplicate chunks across the queries' rankings and order them by reciprocal rank fusion."""
-    scores: dict[str, float] = {}
     hits: dict[str, Hit] = {}
     for ranking in rankings:
-        for rank, hit in enumerate(ranking):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (k + rank + 1)
+        for hit in ranking:
             hits.setdefault(hit.chunk_id, hit)
+    scores = reciprocal_rank_scores(([h.chunk_id for h in ranking] for ranking in rankings), k)
     ordered = sorted(scores, key=lambda cid: -scores[cid])[:top_k]
     return [Hit(**{**asdict(hits[cid]), "score": scores[cid]}) for cid in ordered]
 

@@ -8,7 +8,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag_assets.inference.multi_query import parse_rephrasings, rephrase_prompt
 from rag_assets.inference.sql.executor import QueryError, QueryResult, connect_readonly, database_tables, run_query
 from rag_assets.inference.sql.guard import GuardError, validate
 from rag_assets.inference.sql.schema_docs import TableInfo, describe_database, render_tables, schema_docs
@@ -24,15 +23,6 @@ STATEMENT_START = re.compile(
 )
 FENCE = re.compile(r"```(?:sql|duckdb)?\s*(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL)
 SCHEMA_HITS_PER_QUERY = 12
-
-
-def reword(complete, question: str, n: int, sensitive: bool) -> list[str]:
-    """Up to `n` rewordings of the question from the fast tier (`complete` is `LLMResource.complete`)."""
-    if n <= 0:
-        return []
-    out: Completion = complete(rephrase_prompt(question, n), tier="fast", sensitive=sensitive, max_tokens=32 * n,
-                               stop=["\n\n", "Question:"])
-    return parse_rephrasings("1." + out.text, question, n)
 
 
 def sql_prompt(question: str, schema: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sqlglot
 
+from rag_assets.inference.multi_query import rewrite_question
 from rag_assets.inference.sql import assistant
 from rag_assets.inference.sql.executor import connect_readonly, run_query
 from rag_assets.inference.sql.gold import GOLD, GoldQuestion
@@ -181,7 +182,7 @@ def run_sql_eval(database: Path, llm, index: SchemaIndex, questions: list[GoldQu
     scores = []
     for i, q in enumerate(questions, 1):
         t0 = time.perf_counter()
-        rewrites = assistant.reword(llm.complete, q.question, n_rephrasings, False)
+        rewrites = rewrite_question(llm.complete, q.question, n_rephrasings, False)
         schema = assistant.select_schema(index, database, [q.question, *rewrites], max_tables)
         _, sql = assistant.generate_sql(llm.complete, q.question, schema.schema, False)
         outcome = assistant.check_and_run(database, sql, MAX_ROWS, timeout_s, schema.known_tables)

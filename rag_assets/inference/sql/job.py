@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from rag_assets.inference.multi_query import rewrite_question
 from rag_assets.inference.sql import assistant
 from rag_assets.inference.sql.assets import build_from_platform, open_schema_index
 from rag_assets.inference.sql.resource import WarehouseResource
@@ -42,7 +43,7 @@ def _seconds(started: float) -> float:
 def reword(context: dg.OpExecutionContext, config: SqlConfig, llm: LLMResource) -> dict:
     started = time.perf_counter()
     plan = config.model_dump()
-    plan["rewrites"] = assistant.reword(llm.complete, config.question, config.n_rephrasings, config.sensitive)
+    plan["rewrites"] = rewrite_question(llm.complete, config.question, config.n_rephrasings, config.sensitive)
     plan["timings"] = {"reword_s": _seconds(started)}
     context.log.info(f"rewrites: {plan['rewrites']}")
     return plan

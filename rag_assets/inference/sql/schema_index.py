@@ -7,27 +7,29 @@ difference: re-indexing an unchanged database writes nothing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pymilvus import DataType, Function, FunctionType, MilvusClient
+from pymilvus import DataType, MilvusClient
 
+from rag_assets.fusion import RRF_K, reciprocal_rank_scores
 from rag_assets.hashing import sha256_hex
-from rag_assets.index_store import BM25_ANALYZER, HNSW_PARAMS, SyncResult
+from rag_assets.index_store import SyncResult, ensure_hybrid_collection, model_slug, quote_literal
 from rag_assets.inference.sql.schema_docs import SchemaDoc
 
-RRF_K = 60
 FIELDS = ["doc_id", "table_name", "column_name", "text"]
-
-
-def _quote(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+SCHEMA_FIELDS: list[tuple[str, DataType, dict]] = [
+    ("doc_id", DataType.VARCHAR, {"max_length": 64}),
+    ("database", DataType.VARCHAR, {"max_length": 64}),
+    ("table_name", DataType.VARCHAR, {"max_length": 1024}),
+    ("column_name", DataType.VARCHAR, {"max_length": 1024}),
+]
+TEXT_MAX_CHARS = 8192
 
 
 def schema_collection_name(model_id: str) -> str:
-    return ("schema__" + re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower())[:255]
+    return ("schema__" + model_slug(model_id))[:255]
 
 
 def database_key(path: Path | str) -> str:
@@ -51,30 +53,15 @@ class SchemaIndex:
         self.embed_documents, self.embed_queries = embed_documents, embed_queries
 
     def ensure(self) -> None:
-        if not self.client.has_collection(self.name):
-            schema = self.client.create_schema(auto_id=False, enable_dynamic_field=False)
-            schema.add_field("doc_id", DataType.VARCHAR, is_primary=True, max_length=64)
-            schema.add_field("database", DataType.VARCHAR, max_length=64)
-            schema.add_field("table_name", DataType.VARCHAR, max_length=1024)
-            schema.add_field("column_name", DataType.VARCHAR, max_length=1024)
-            schema.add_field("text", DataType.VARCHAR, max_length=8192, enable_analyzer=True, analyzer_params=BM25_ANALYZER)
-            schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
-            schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"]))
-            index = self.client.prepare_index_params()
-            index.add_index("vector", index_type="HNSW", metric_type="COSINE", params=HNSW_PARAMS)
-            index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-            index.add_index("database", index_type="INVERTED")
-            self.client.create_collection(self.name, schema=schema, index_params=index)
-        self.client.load_collection(self.name)
+        """Create the collection if missing and load it (`open_schema_index` calls it before any sync or search)."""
+        ensure_hybrid_collection(self.client, self.name, self.dim, SCHEMA_FIELDS, "database", TEXT_MAX_CHARS)
 
     def _ids(self, key: str) -> set[str]:
-        rows = self.client.query(self.name, filter=f"database == {_quote(key)}", output_fields=["doc_id"], limit=16384)
+        rows = self.client.query(self.name, filter=f"database == {quote_literal(key)}", output_fields=["doc_id"], limit=16384)
         return {r["doc_id"] for r in rows}
 
     def sync(self, key: str, docs: list[SchemaDoc]) -> SyncResult:
-        """Make the index hold exactly `docs` for the database `key` (idempotent)."""
-        self.ensure()
+        """Make the index hold exactly `docs` for the database `key` (idempotent; after `ensure`)."""
         existing = self._ids(key)
         new = [d for d in {d.doc_id: d for d in docs}.values() if d.doc_id not in existing]
         stale = sorted(existing.difference(d.doc_id for d in docs))
@@ -96,7 +83,7 @@ class SchemaIndex:
         """Per query: schema docs of the database, best first (dense and BM25 fused by reciprocal rank)."""
         if not queries:
             return []
-        flt = f"database == {_quote(key)}"
+        flt = f"database == {quote_literal(key)}"
         vectors = np.asarray(self.embed_queries(queries), dtype=np.float32)
         dense = self.client.search(self.name, data=vectors.tolist(), anns_field="vector", limit=limit, filter=flt,
                                    output_fields=FIELDS, search_params={"metric_type": "COSINE", "params": {"ef": 64}})
@@ -105,13 +92,11 @@ class SchemaIndex:
         out = []
         for d_row, b_row in zip(dense, bm25):
             b_row = sorted(b_row, key=lambda r: -abs(float(r["distance"])))  # Milvus Lite reports BM25 negated
-            scores: dict[str, float] = {}
+            entities = [[r.get("entity", r) for r in ranking] for ranking in (d_row, b_row)]
             found: dict[str, dict] = {}
-            for ranking in (d_row, b_row):
-                for rank, r in enumerate(ranking):
-                    e = r.get("entity", r)
-                    scores[e["doc_id"]] = scores.get(e["doc_id"], 0.0) + 1.0 / (RRF_K + rank + 1)
-                    found.setdefault(e["doc_id"], e)
+            for e in entities[0] + entities[1]:
+                found.setdefault(e["doc_id"], e)
+            scores = reciprocal_rank_scores([e["doc_id"] for e in ranking] for ranking in entities)
             ordered = sorted(scores, key=lambda i: -scores[i])[:limit]
             out.append([SchemaHit(found[i]["table_name"], found[i]["column_name"], found[i]["text"], scores[i]) for i in ordered])
         return out
@@ -119,8 +104,5 @@ class SchemaIndex:
 
 def rank_tables(rankings: list[list[SchemaHit]], k: int = RRF_K) -> list[tuple[str, float]]:
     """Tables ordered by reciprocal rank fusion of their docs' ranks over every query."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, hit in enumerate(ranking):
-            scores[hit.table] = scores.get(hit.table, 0.0) + 1.0 / (k + rank + 1)
+    scores = reciprocal_rank_scores(([hit.table for hit in ranking] for ranking in rankings), k)
     return sorted(scores.items(), key=lambda kv: -kv[1])
