@@ -21,10 +21,14 @@ import os  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 
 from rag_assets.devserver import wait_for_port  # noqa: E402
 from rag_assets.pipeline import Workspace  # noqa: E402
 
+# Tests never write into the developer's `.rag` (answers, and the eval_results.jsonl the dev warehouse reads):
+# one temporary RAG_HOME for the session; a test that needs its own sets it with monkeypatch.
+os.environ["RAG_HOME"] = tempfile.mkdtemp(prefix="rag-tests-home-")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
