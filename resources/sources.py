@@ -6,7 +6,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from rag_assets.sources import SourceSpec, load_sources, sources_file_path
+from rag_assets.sources import SourceSpec, sources_file_path
+from rag_assets.sources.spec import SourcesFile, read_sources_file
 
 
 class SourcesResource(dg.ConfigurableResource):
@@ -22,8 +23,12 @@ class SourcesResource(dg.ConfigurableResource):
     def base_dir(self) -> Path:
         return self.file.parent
 
+    def read(self) -> SourcesFile:
+        """The whole file, confirmations included; `SourcesFileError` if it is missing, unreadable or invalid."""
+        return read_sources_file(self.file)
+
     def specs(self) -> dict[str, SourceSpec]:
-        return load_sources(self.file)
+        return self.read().specs()
 
     def spec(self, name: str) -> SourceSpec:
         specs = self.specs()

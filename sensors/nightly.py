@@ -1,9 +1,9 @@
 """Nightly re-ingestion of every scheduled source; unchanged content costs no embedding."""
 
-
 import dagster as dg
 
 from rag_assets.ingest.partitions import SOURCES_PARTITION
+from rag_assets.sources.spec import SourcesFileError
 from resources.sources import SourcesResource
 from sensors.jobs import ingest_job
 
@@ -15,8 +15,11 @@ from sensors.jobs import ingest_job
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Re-ingests every source with `schedule: nightly` at 03:00 UTC.",
 )
-def nightly_reingest(context: dg.ScheduleEvaluationContext, sources: SourcesResource):
-    specs = sources.specs()
+def nightly_reingest(context: dg.ScheduleEvaluationContext, sources: SourcesResource) -> list[dg.RunRequest] | dg.SkipReason:
+    try:
+        specs = sources.specs()
+    except SourcesFileError as exc:  # the same one-line reason as the sensor's, shown on the tick
+        return dg.SkipReason(f"cannot use the sources file: {exc}")
     partitions = set(context.instance.get_dynamic_partitions(SOURCES_PARTITION))
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [

@@ -1,6 +1,5 @@
 """The discovery sensor and the nightly schedule, evaluated with Dagster's own contexts."""
 
-import json
 import os
 import time
 from datetime import datetime, timezone
@@ -11,6 +10,7 @@ import yaml
 
 from rag_assets.ingest.partitions import SOURCES_PARTITION
 from resources.sources import SourcesResource
+from sensors.discovery import Cursor
 from sensors.nightly import nightly_reingest
 from sensors.sources_sensor import sources_sensor
 
@@ -20,8 +20,8 @@ def write_sources(path: Path, sources: list[dict]) -> None:
 
 
 def tick(instance: dg.DagsterInstance, sources_file: Path, cursor: str | None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))})
-    result = sources_sensor(context)
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))}) as context:
+        result = sources_sensor(context)
     for request in result.dynamic_partitions_requests or []:  # what the daemon would apply
         if isinstance(request, dg.AddDynamicPartitionsRequest):
             instance.add_dynamic_partitions(SOURCES_PARTITION, list(request.partition_keys))
@@ -61,7 +61,7 @@ def test_sensor_adds_ingests_changed_only_and_removes(tmp_path: Path):
         purge = [r for r in fourth.run_requests if r.job_name == "purge_job"]
         assert len(purge) == 1
         assert purge[0].run_config["ops"]["purge_sources"]["config"]["sources"] == ["wiki"]
-        assert json.loads(fourth.cursor).keys() == {"docs"}
+        assert Cursor.parse(fourth.cursor).fingerprints.keys() == {"docs"}
 
 
 def test_sensor_skips_a_broken_sources_file_without_dropping_partitions(tmp_path: Path):
@@ -70,9 +70,10 @@ def test_sensor_skips_a_broken_sources_file_without_dropping_partitions(tmp_path
     with dg.instance_for_test() as instance:
         first = tick(instance, sources_file, None)
         sources_file.write_text("sources: [ {name: 'bad name!', kind: nope} ]")
-        context = dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"sources": SourcesResource(path=str(sources_file))})
-        result = sources_sensor(context)
-        assert isinstance(result, dg.SkipReason) and "cannot read" in result.skip_message
+        with dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"sources": SourcesResource(path=str(sources_file))}) as context:
+            result = sources_sensor(context)
+        assert isinstance(result, dg.SkipReason) and "cannot use the sources file" in result.skip_message
+        assert "sources[0] (name 'bad name!').name" in result.skip_message
         assert instance.get_dynamic_partitions(SOURCES_PARTITION) == ["docs"]
 
 
@@ -84,10 +85,10 @@ def test_nightly_schedule_requests_each_scheduled_source(tmp_path: Path):
     ])
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(SOURCES_PARTITION, ["docs", "manual-one"])
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance, resources={"sources": SourcesResource(path=str(sources_file))},
             scheduled_execution_time=datetime(2026, 11, 24, 3, tzinfo=timezone.utc),
-        )
-        requests = nightly_reingest(context)
+        ) as context:
+            requests = nightly_reingest(context)
         assert [r.partition_key for r in requests] == ["docs"]
         assert requests[0].run_key == "nightly:docs:2026-11-24"

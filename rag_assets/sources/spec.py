@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rag_assets.hashing import sha256_hex
 
@@ -43,9 +43,43 @@ class SourceSpec(BaseModel):
         return [(base_dir / p).resolve() for p in self.paths]
 
 
+class SourcesFileError(ValueError):
+    """A sources file that cannot be used (missing, unreadable, not YAML, invalid); the message is one line."""
+
+
 class SourcesFile(BaseModel):
+    """The whole file: the sources, and the removals its author confirmed (see `confirm_removal`)."""
+
     model_config = ConfigDict(extra="forbid")
     sources: list[SourceSpec] = Field(default_factory=list)
+    confirm_removal: list[str] = Field(
+        default_factory=list,
+        description="Sources whose removal is confirmed: the sensor removes more than half of the sources in one "
+        "tick only if every one of them is listed here (`rag sources remove NAME` adds it).",
+    )
+
+    @field_validator("sources", "confirm_removal", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: object) -> object:
+        return [] if value is None else value  # `sources:` with no entries
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SourcesFile":
+        seen: set[str] = set()
+        for spec in self.sources:
+            if spec.name in seen:
+                raise ValueError(f"source {spec.name!r} is declared twice")
+            seen.add(spec.name)
+        both = sorted(seen & set(self.confirm_removal))
+        if both:
+            raise ValueError(
+                f"{', '.join(map(repr, both))} declared under sources and also listed under confirm_removal "
+                "(left from an earlier removal): delete it from confirm_removal"
+            )
+        return self
+
+    def specs(self) -> dict[str, SourceSpec]:
+        return {spec.name: spec for spec in self.sources}
 
 
 def sources_file_path() -> Path:
@@ -53,16 +87,58 @@ def sources_file_path() -> Path:
     return Path(os.environ.get("RAG_SOURCES", DEFAULT_SOURCES_FILE)).resolve()
 
 
+def _where(loc: tuple, data: object) -> str:
+    """`sources[1] (name 'docs').kind` for a pydantic error location."""
+    out, node = "", data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                out += f" (name {node['name']!r})"
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out
+
+
+def parse_sources(text: str, path: Path) -> SourcesFile:
+    """Validate the text of a sources file; `SourcesFileError` with one line naming `path` and the problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SourcesFileError(f"{path}: YAML syntax error{where}: {problem}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SourcesFileError(f"{path}: expected `sources:` followed by a list of sources, found a {type(data).__name__}")
+    try:
+        return SourcesFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        msg = first["msg"].removeprefix("Value error, ")
+        where = _where(tuple(first["loc"]), data)
+        raise SourcesFileError(f"{path}: {where + ': ' if where else ''}{msg}{more}".replace("\n", " ")) from None
+
+
+def read_sources_file(path: Path) -> SourcesFile:
+    """Read and validate a sources file; `SourcesFileError` if it is missing, unreadable or invalid."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SourcesFileError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourcesFileError(f"{path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_sources(text, path)
+
+
 def load_sources(path: Path) -> dict[str, SourceSpec]:
-    """Parse and validate a sources file; names must be unique."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    parsed = SourcesFile.model_validate(data)
-    specs: dict[str, SourceSpec] = {}
-    for spec in parsed.sources:
-        if spec.name in specs:
-            raise ValueError(f"{path}: source {spec.name!r} is declared twice")
-        specs[spec.name] = spec
-    return specs
+    """The declared sources by name; `SourcesFileError` if the file is missing, unreadable or invalid."""
+    return read_sources_file(path).specs()
 
 
 def _tree_stats(path: Path) -> list[str]:
