@@ -1,16 +1,32 @@
-"""The `rag` command."""
+"""The `rag` command.
+
+A failure the user can fix ends in one line on stderr, `rag <command>: <what is wrong>: <what to do>`,
+and exit code 2; cheap preconditions are checked before any model loads. Anything else is caught by
+`main`'s last-resort boundary (one line too; `RAG_DEBUG=1` shows the traceback).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
-from rag_assets.client import DEFAULT_URL
+from rag_assets.client import DEFAULT_URL, ClientError
+
+EXIT_USER_ERROR = 2
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from rag_assets.client import check_writable
+    from rag_assets.eval.beir import check_beir
+
+    check_beir(Path(args.dataset).resolve(), args.split)
+    if args.cache_dir:
+        check_writable(Path(args.cache_dir).resolve(), "pass a writable folder with --cache-dir")
     from rag_assets.eval.run import run_eval
 
     modes = ["dense", "bm25", "hybrid"] if args.mode == "all" else [args.mode]
@@ -36,10 +52,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_port_free(port: int, option: str) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: only a live listener blocks the port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ClientError(f"port {port} on 127.0.0.1 is taken ({exc.strerror}): stop what holds it (another `rag dev`?), "
+                              f"or pass {option} with a free port") from exc
+
+
 def _dev(args: argparse.Namespace) -> int:
+    from rag_assets.client import check_writable, read_sources
+    from rag_assets.sources.spec import sources_file_path
+
+    sources = Path(args.sources).resolve() if args.sources else sources_file_path()
+    home, workspace = Path(args.home).resolve(), Path(args.workspace).resolve()
+    check_writable(home, "pass a writable folder with --home")
+    read_sources(sources)
+    if not workspace.is_file():
+        raise ClientError(f"no workspace file at {workspace}: run `rag dev` in the project folder, or pass --workspace")
+    _check_port_free(args.port, "--port")
+    _check_port_free(args.milvus_port, "--milvus-port")
     from rag_assets.devserver import run_dev
 
-    return run_dev(Path(args.home), args.port, args.milvus_port, Path(args.sources), Path(args.workspace))
+    return run_dev(home, args.port, args.milvus_port, sources, workspace)
 
 
 def _print_answer(result: dict, as_json: bool) -> None:
@@ -60,28 +97,21 @@ def _llm_config(args: argparse.Namespace) -> dict | None:
     return {"base_url": args.base_url} if args.base_url else None
 
 
-def _inference(command: str, args: argparse.Namespace, options: dict) -> dict | None:
-    """Run `ask` or `sql` over GraphQL (or in-process with --local); None after printing a client error."""
+def _inference(command: str, args: argparse.Namespace, options: dict) -> dict:
+    """Run `ask` or `sql` over GraphQL (or in-process with --local); a `ClientError` says what went wrong."""
     from rag_assets import client
 
     run_local, run_remote = (client.ask_local, client.ask) if command == "ask" else (client.sql_local, client.sql)
     llm = dict(provider=args.provider, model=args.model, llm_config=_llm_config(args))
-    try:
-        if args.local:
-            return run_local(args.question, **llm, **options)
-        progress = None if args.quiet else client.stderr_progress
-        return run_remote(args.question, url=args.url, timeout_s=args.timeout, on_progress=progress, **llm, **options)
-    except client.ClientError as exc:
-        print(f"rag {command}: {exc}", file=sys.stderr)
-        return None
+    if args.local:
+        return run_local(args.question, **llm, **options)
+    progress = None if args.quiet else client.stderr_progress
+    return run_remote(args.question, url=args.url, timeout_s=args.timeout, on_progress=progress, **llm, **options)
 
 
 def _ask(args: argparse.Namespace) -> int:
     options = dict(top_k=args.top_k, n_rephrasings=args.rephrasings, mode=args.mode, sources=args.source or None, max_tokens=args.max_tokens)
-    result = _inference("ask", args, options)
-    if result is None:
-        return 2
-    _print_answer(result, args.json)
+    _print_answer(_inference("ask", args, options), args.json)
     return 0
 
 
@@ -95,12 +125,18 @@ def _print_sql(result: dict, as_json: bool) -> None:
     print(f"\nrun {result.get('run_id', '')}: " + ", ".join(f"{k}={v}" for k, v in result.get("timings", {}).items()), file=sys.stderr)
 
 
+def _is_loopback(url: str) -> bool:
+    return urlparse(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
 def _sql(args: argparse.Namespace) -> int:
-    options = dict(database=args.database, n_rephrasings=args.rephrasings, max_tables=args.max_tables, max_rows=args.max_rows,
+    # An absolute path: the run resolves it in the webserver's working directory, not in ours.
+    database = str(Path(args.database).resolve()) if args.database else None
+    if database and (args.local or _is_loopback(args.url)) and not Path(database).is_file():
+        raise ClientError(f"no DuckDB database at {database}: check --database")
+    options = dict(database=database, n_rephrasings=args.rephrasings, max_tables=args.max_tables, max_rows=args.max_rows,
                    query_timeout_s=args.query_timeout, max_tokens=args.max_tokens, sensitive=args.sensitive or None)
     result = _inference("sql", args, options)
-    if result is None:
-        return 2
     _print_sql(result, args.json)
     return 1 if result.get("error") else 0
 
@@ -108,11 +144,7 @@ def _sql(args: argparse.Namespace) -> int:
 def _result(args: argparse.Namespace) -> int:
     from rag_assets import client
 
-    try:
-        result = client.result(args.run_id, url=args.url, timeout_s=args.wait)
-    except client.ClientError as exc:
-        print(f"rag result: {exc}", file=sys.stderr)
-        return 2
+    result = client.result(args.run_id, url=args.url, timeout_s=args.wait)
     if "sources" in result:
         _print_answer(result, args.json)
         return 0
@@ -121,7 +153,6 @@ def _result(args: argparse.Namespace) -> int:
 
 
 def _sql_eval(args: argparse.Namespace) -> int:
-    import os
     import tempfile
 
     from rag_assets.inference.sql.assets import open_schema_index
@@ -133,8 +164,7 @@ def _sql_eval(args: argparse.Namespace) -> int:
 
     database = Path(args.database).resolve() if args.database else WarehouseResource().resolved_path
     if not database.is_file():
-        print(f"rag sql-eval: no warehouse at {database}: materialize the `warehouse` asset first, or pass --database", file=sys.stderr)
-        return 2
+        raise ClientError(f"no warehouse at {database}: check --database, or materialize the `warehouse` asset first")
     llm = LLMResource(provider=args.provider or "", model=args.model or "", base_url=args.base_url or "", openai_api_key=os.environ.get("OPENAI_API_KEY", ""),
                       gemini_api_key=os.environ.get("GEMINI_API_KEY", ""))
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
@@ -148,6 +178,35 @@ def _sql_eval(args: argparse.Namespace) -> int:
     print(f"execution accuracy: {result.accuracy:.2%} ({result.correct}/{result.questions}); "
           f"valid queries: {result.executed}/{result.questions}; models: {', '.join(result.models) or 'none'}")
     print("timings: " + ", ".join(f"{k}={v}" for k, v in result.timings.items()))
+    return 0
+
+
+def _sources(args: argparse.Namespace) -> int:
+    from rag_assets.client import read_sources, sources_file_problem
+    from rag_assets.sources.spec import sources_file_path
+
+    path = Path(args.sources).resolve() if args.sources else sources_file_path()
+    if args.action == "list":
+        specs = read_sources(path)
+        if not specs:
+            print(f"no sources declared in {path}", file=sys.stderr)
+            return 0
+        width = max(len(name) for name in specs)
+        print(f"{'name':{width}}  {'kind':13} {'sensitive':9}  schedule")
+        for spec in specs.values():
+            print(f"{spec.name:{width}}  {spec.kind:13} {str(spec.sensitive).lower():9}  {spec.schedule}")
+        return 0
+    from rag_assets.sources.edit import remove_sources
+    from rag_assets.sources.spec import SourcesFileError
+
+    try:
+        removed = remove_sources(path, args.names)
+    except KeyError as exc:  # names an undeclared source; nothing was written
+        raise ClientError(f"unknown source: {exc.args[0]}; check the names with `rag sources list`") from exc
+    except (SourcesFileError, OSError) as exc:
+        raise ClientError(sources_file_problem(path, exc)) from exc
+    print(f"removed {', '.join(removed)} from {path} (removal confirmed): the running sensor deletes their partitions "
+          "and purges their data on its next tick")
     return 0
 
 
@@ -223,10 +282,29 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--home", default=".rag", help="where Dagster, Milvus and asset files live (RAG_HOME)")
     dev.add_argument("--port", type=int, default=3000, help="Dagster webserver port")
     dev.add_argument("--milvus-port", type=int, default=19530)
-    dev.add_argument("--sources", default="sources.yaml")
+    dev.add_argument("--sources", default=None, help="the sources file (default: $RAG_SOURCES, else ./sources.yaml)")
     dev.add_argument("--workspace", default="workspace.yaml")
     dev.set_defaults(func=_dev)
+
+    src = sub.add_parser("sources", help="the sources declared in the sources file: list them, remove some")
+    file_option = argparse.ArgumentParser(add_help=False)
+    file_option.add_argument("--sources", help="the sources file (default: $RAG_SOURCES, else ./sources.yaml)")
+    actions = src.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", parents=[file_option], help="name, kind, sensitivity and schedule of each source")
+    remove = actions.add_parser("remove", parents=[file_option], help="remove sources from the file (confirmed): "
+                                "the running sensor then deletes their partitions and purges their data")
+    remove.add_argument("names", nargs="+", metavar="NAME")
+    src.set_defaults(func=_sources)
     return parser
+
+
+def _debug() -> bool:
+    return os.environ.get("RAG_DEBUG", "") not in ("", "0")
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"rag {command}: {' '.join(message.split())}", file=sys.stderr)
+    return EXIT_USER_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,7 +312,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "base_url", None) and not args.provider:
         parser.error("--base-url needs --provider (openai for an OpenAI-compatible server, or gemini)")
-    return args.func(args)
+    from rag_assets.eval.beir import BeirFormatError
+
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ClientError, BeirFormatError) as exc:  # raised where the problem is known, with what to do
+        if _debug():
+            raise
+        return _fail(args.command, str(exc))
+    except Exception as exc:  # the last-resort boundary
+        if _debug():
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        return _fail(args.command, f"unexpected {type(exc).__name__}: {detail}; rerun with RAG_DEBUG=1 for the traceback")
 
 
 if __name__ == "__main__":

@@ -3,15 +3,21 @@
 `ask("question")` launches `ask_job` on the webserver at `url`, streams the run's progress to
 `on_progress`, and returns the answer with its sources. Errors say what happened: the webserver is
 unreachable, the run failed (with the failing step's error), or the wait timed out (with the run id).
+`ask_local` / `sql_local` check their cheap preconditions (Milvus answers, the index exists, the
+sources and files named exist, RAG_HOME is writable) before any model loads.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
 
 import httpx
 
@@ -31,6 +37,7 @@ ASK_JOB = InferenceJob("ask_job", "retrieve_original", "answer_question")
 SQL_JOB = InferenceJob("sql_job", "reword", "answer")
 RESULT_STEPS = {job.name: job.result_step for job in (ASK_JOB, SQL_JOB)}
 
+INDEXED_SOURCES = 'query Sources { assetNodeOrError(assetKey: {path: ["index"]}) { __typename ... on AssetNode { partitionKeys } } }'
 RUN = "query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { jobName status } } }"
 
 LAUNCH = """
@@ -76,20 +83,22 @@ def root_cause(error: dict) -> str:
 
 
 class ClientError(Exception):
-    """A failed request to the platform, with what to do about it in the message."""
+    """A failure the user can fix (a request to the platform, a missing file, a stopped server): the message says what is wrong and what to do."""
 
 
 class RunFailed(ClientError):
-    def __init__(self, run_id: str, status: str, step_errors: list[str]):
+    def __init__(self, run_id: str, status: str, step_errors: list[str], url: str = ""):
         self.run_id, self.status, self.step_errors = run_id, status, step_errors
         detail = "; ".join(step_errors) or "no step error was reported"
-        super().__init__(f"run {run_id} ended {status}: {detail}")
+        where = f"; its logs: {url}/runs/{run_id}" if url else ""
+        super().__init__(f"run {run_id} ended {status}: {detail}{where}")
 
 
 class RunTimeout(ClientError):
     def __init__(self, run_id: str, timeout_s: float, url: str):
         self.run_id = run_id
-        super().__init__(f"run {run_id} still running after {timeout_s:.0f}s; look it up at {url}/runs/{run_id}")
+        super().__init__(f"run {run_id} still running after {timeout_s:.0f}s: get its answer later with "
+                         f"`rag result {run_id} --wait 600`, or follow it at {url}/runs/{run_id}")
 
 
 class Client:
@@ -101,7 +110,8 @@ class Client:
         try:
             resp = self._http.post(f"{self.url}/graphql", json={"query": query, "variables": variables})
         except httpx.HTTPError as exc:
-            raise ClientError(f"cannot reach the Dagster webserver at {self.url} ({exc.__class__.__name__}); is `make dev` running?") from exc
+            raise ClientError(f"cannot reach the Dagster webserver at {self.url} ({exc.__class__.__name__}): "
+                              "start it with `rag dev` (or `make dev`), or pass --url") from exc
         if resp.status_code != 200:
             raise ClientError(f"{self.url}/graphql answered HTTP {resp.status_code}: {resp.text[:300]}")
         body = resp.json()
@@ -146,7 +156,7 @@ class Client:
                         on_progress(f"[{event.get('stepKey') or 'run'}] {event.get('message', '')}")
             if run["status"] in FINISHED:
                 if run["status"] != "SUCCESS":
-                    raise RunFailed(run_id, run["status"], errors)
+                    raise RunFailed(run_id, run["status"], errors, self.url)
                 return outputs
             if time.monotonic() > deadline:
                 raise RunTimeout(run_id, timeout_s, self.url)
@@ -165,10 +175,15 @@ class Client:
         """The result of an earlier `ask_job` or `sql_job` run, by run id (waiting up to `timeout_s` if it still runs)."""
         run = self._graphql(RUN, {"runId": run_id})["runOrError"]
         if run["__typename"] != "Run":
-            raise ClientError(f"no run {run_id} on {self.url}")
+            raise ClientError(f"no run {run_id} on {self.url}: check the run id (`rag ask` and `rag sql` print it), or pass --url")
         if run["jobName"] not in RESULT_STEPS:
             raise ClientError(f"run {run_id} is a {run['jobName']} run, not a question ({', '.join(RESULT_STEPS)})")
         return self._result(run_id, self.wait(run_id, timeout_s, on_progress), RESULT_STEPS[run["jobName"]])
+
+    def sources(self) -> list[str]:
+        """The sources the platform has registered (the `index` asset's dynamic partitions)."""
+        node = self._graphql(INDEXED_SOURCES, {})["assetNodeOrError"]
+        return list(node.get("partitionKeys") or []) if node["__typename"] == "AssetNode" else []
 
     @staticmethod
     def _result(run_id: str, outputs: dict[str, dict], result_step: str) -> dict:
@@ -187,14 +202,123 @@ def job_run_config(first_op: str, question: str, provider: str | None = None, mo
     return config
 
 
-def run_local(job, result_step: str, run_config: dict) -> dict:
-    """Run an inference job in this process (no webserver): ephemeral instance, in-memory IO."""
+# --- preconditions, checked before a model loads -----------------------------------------------------------------
+
+def check_writable(folder: Path, fix: str) -> None:
+    """Raise `ClientError` unless `folder` exists (or can be made) and a file can be written in it; `fix` says what to do."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ClientError(f"cannot write to {folder} ({exc.strerror or exc.__class__.__name__}): {fix}") from exc
+
+
+def check_milvus(uri: str, timeout_s: float = 3.0) -> None:
+    """Raise `ClientError` unless the Milvus server at `uri` accepts a connection within `timeout_s` (a Lite file needs none)."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https", "tcp", "grpc"):
+        return
+    try:
+        with socket.create_connection((parsed.hostname or "localhost", parsed.port or 19530), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ClientError(f"cannot reach Milvus at {uri} ({exc.strerror or exc.__class__.__name__}): "
+                          "start it with `rag dev`, or set RAG_MILVUS_URI to a running server") from exc
+
+
+def sources_file_problem(path: Path, exc: Exception) -> str:
+    """One line for a missing, unreadable or invalid sources file: what is wrong, and what to do."""
+    if not path.exists():
+        return f"no sources file at {path}: create it, or point RAG_SOURCES (or --sources) at yours"
+    return f"{' '.join(str(exc).split())}; fix the file and retry (`rag sources list` checks it)"
+
+
+def read_sources(path: Path) -> dict:
+    """The sources declared in `path` by name; `ClientError` with one line if it is missing or malformed."""
+    from rag_assets.sources.spec import SourcesFileError, load_sources
+
+    try:
+        return load_sources(path)
+    except (SourcesFileError, OSError) as exc:
+        raise ClientError(sources_file_problem(path, exc)) from exc
+
+
+def _declared(path: Path) -> str:
+    try:
+        names = sorted(read_sources(path))
+    except ClientError:
+        return f"{path} cannot be read"
+    return f"declared in {path}: {', '.join(names) or 'none'}"
+
+
+def check_index(resources: dict, sources: list[str] | None) -> None:
+    """A local `ask`: Milvus answers, the chunk collection exists, each requested source has chunks in it."""
+    from rag_assets.index_store import collection_name, source_filter
+    from rag_assets.retrieval import IndexMissing, require_collection
+    from rag_assets.settings import rag_home
+    from rag_assets.sources.spec import sources_file_path
+
+    check_writable(rag_home(), "set RAG_HOME to a writable folder")
+    uri = resources["milvus"].resolved_uri
+    check_milvus(uri)
+    if "://" not in uri and not Path(uri).exists():
+        raise ClientError(f"no index yet: no Milvus Lite file at {uri} (nothing ingested); declare a source in sources.yaml and "
+                          "let `rag dev` ingest it (and set RAG_MILVUS_URI to the server it prints), then ask again")
+    name, client = collection_name(resources["embedder"].model_id), resources["milvus"].client()
+    try:
+        require_collection(client, name)
+    except IndexMissing as exc:
+        raise ClientError(str(exc)) from exc
+    if sources:
+        client.load_collection(name)
+        for source in sources:
+            if not client.query(name, filter=source_filter([source]), output_fields=["chunk_id"], limit=1):
+                raise ClientError(f"unknown source {source!r}: nothing from it is in the index ({_declared(sources_file_path())}); "
+                                  "check the name with `rag sources list`, or wait for its ingestion")
+
+
+def check_platform_sources(client: Client, sources: list[str] | None) -> None:
+    """A remote `ask`: the platform has sources, and knows each one asked for (one GraphQL query, before a run loads models)."""
+    known = client.sources()
+    if not known:
+        raise ClientError(f"no index yet: the platform at {client.url} has no sources; declare one in its sources.yaml "
+                          "and let its sensor ingest it, then ask again")
+    for source in sources or []:
+        if source not in known:
+            raise ClientError(f"unknown source {source!r} (the platform at {client.url} knows: {', '.join(sorted(known))}): "
+                              "check the name with `rag sources list`")
+
+
+def check_sql(resources: dict, database: str | None) -> None:
+    """A local `sql`: RAG_HOME is writable, Milvus answers (schema index), and the database, or what builds the warehouse, exists."""
+    from rag_assets.settings import rag_home
+
+    check_writable(rag_home(), "set RAG_HOME to a writable folder")
+    check_milvus(resources["milvus"].resolved_uri)
+    if database:
+        if not Path(database).is_file():
+            raise ClientError(f"no DuckDB database at {Path(database).resolve()}: check --database")
+    elif not (warehouse := resources["warehouse_db"].resolved_path).is_file():
+        sources = resources["sources"].file  # the run builds the warehouse from the declared sources
+        if not sources.is_file():
+            raise ClientError(f"no warehouse at {warehouse} yet, and no sources file at {sources} to build it from: "
+                              "point RAG_SOURCES at your sources file, or pass --database")
+        read_sources(sources)
+
+
+def run_local(job, result_step: str, run_config: dict, check: Callable[[dict], None] | None = None) -> dict:
+    """Run an inference job in this process (no webserver): ephemeral instance, in-memory IO.
+
+    `check(resources)` runs first: the job's cheap preconditions, before any model loads."""
     import dagster as dg
 
     import definitions
 
     started = time.perf_counter()
     resources = {**definitions.default_resources(), "inference_io": dg.mem_io_manager}
+    if check is not None:
+        check(resources)
     result = job.execute_in_process(run_config=run_config, resources=resources, instance=dg.DagsterInstance.ephemeral())
     out = result.output_for_node(result_step)
     out["run_id"] = result.run_id
@@ -215,6 +339,7 @@ def ask_run_config(question: str, provider: str | None = None, model: str | None
 def ask(question: str, url: str = DEFAULT_URL, provider: str | None = None, model: str | None = None, timeout_s: float = 600,
         on_progress: Callable[[str], None] | None = None, llm_config: dict | None = None, **options) -> dict:
     """Ask over GraphQL and wait: returns {question, answer, sources, rephrasings, timings, llm, run_id}."""
+    check_platform_sources(Client(url), options.get("sources"))
     return _launch(ASK_JOB, question, url, timeout_s, on_progress, ask_run_config(question, provider, model, llm_config, **options))
 
 
@@ -222,7 +347,8 @@ def ask_local(question: str, provider: str | None = None, model: str | None = No
     """The same job in this process (no webserver)."""
     from rag_assets.inference.ask_job import ask_job
 
-    return run_local(ask_job, ASK_JOB.result_step, ask_run_config(question, provider, model, llm_config, **options))
+    return run_local(ask_job, ASK_JOB.result_step, ask_run_config(question, provider, model, llm_config, **options),
+                     check=lambda resources: check_index(resources, options.get("sources")))
 
 
 def stderr_progress(message: str) -> None:
@@ -243,7 +369,8 @@ def sql_local(question: str, provider: str | None = None, model: str | None = No
     """The SQL job in this process (no webserver)."""
     from rag_assets.inference.sql.job import sql_job
 
-    return run_local(sql_job, SQL_JOB.result_step, sql_run_config(question, provider, model, llm_config, **options))
+    return run_local(sql_job, SQL_JOB.result_step, sql_run_config(question, provider, model, llm_config, **options),
+                     check=lambda resources: check_sql(resources, options.get("database")))
 
 
 def result(run_id: str, url: str = DEFAULT_URL, timeout_s: float = 0.0) -> dict:

@@ -11,12 +11,11 @@ Hybrid fusion:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker
-
-from pathlib import Path
 
 from rag_assets.fusion import DEPTH, RRF_K, CalibrationStore, confirmation_gap, fuse
 from rag_assets.index_store import OUTPUT_FIELDS, source_filter
@@ -49,6 +48,17 @@ class RetrievalSettings:
     candidates: int = DEPTH  # per retriever, before fusion
 
 
+class IndexMissing(LookupError):
+    """The chunk collection does not exist: nothing has been ingested with this embedding model."""
+
+
+def require_collection(client: MilvusClient, collection: str) -> None:
+    """Raise `IndexMissing`, saying what to do, unless `collection` exists."""
+    if not client.has_collection(collection):
+        raise IndexMissing(f"no index yet: Milvus has no collection {collection!r} (nothing ingested with this embedding model); "
+                           "declare a source in sources.yaml and let `rag dev` ingest it, then ask again")
+
+
 def _hit(raw: dict, score: float) -> Hit:
     e = raw.get("entity", raw)
     return Hit(
@@ -75,6 +85,7 @@ class Retriever:
     def __init__(self, client: MilvusClient, collection: str, embed_queries, calibration_path: Path | None = None):
         self.client, self.collection, self.embed_queries = client, collection, embed_queries
         self.calibration = CalibrationStore(calibration_path)
+        require_collection(client, collection)
         client.load_collection(collection)  # a reopened collection starts released
 
     @property

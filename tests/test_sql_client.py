@@ -20,15 +20,18 @@ RESULT = {"question": "q", "answer": "| n |\n|---|\n| 3 |", "sql": "SELECT count
           "timings": {"total_s": 1.0}, "llm": {}}
 
 
-def test_rag_sql_passes_its_options_to_the_client_and_prints_one_json_object(monkeypatch: pytest.MonkeyPatch, capsys):
+def test_rag_sql_passes_its_options_to_the_client_and_prints_one_json_object(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path):
     calls = []
     monkeypatch.setattr(client, "sql", lambda question, **kw: calls.append((question, kw)) or RESULT)
+    (tmp_path / "x.duckdb").touch()
+    monkeypatch.chdir(tmp_path)
     code = cli.main(["sql", "How many chunks?", "--json", "--quiet", "--url", "http://127.0.0.1:9", "--provider", "gemini",
-                     "--timeout", "30", "--query-timeout", "2", "--max-rows", "7", "--database", "/data/x.duckdb"])
+                     "--timeout", "30", "--query-timeout", "2", "--max-rows", "7", "--database", "x.duckdb"])
     assert code == 0
     question, kw = calls[0]
     assert question == "How many chunks?" and kw["url"] == "http://127.0.0.1:9" and kw["provider"] == "gemini"
-    assert kw["timeout_s"] == 30 and kw["query_timeout_s"] == 2 and kw["max_rows"] == 7 and kw["database"] == "/data/x.duckdb"
+    # the path is sent absolute: the run resolves it in the webserver's working directory, not in ours
+    assert kw["timeout_s"] == 30 and kw["query_timeout_s"] == 2 and kw["max_rows"] == 7 and kw["database"] == str(tmp_path / "x.duckdb")
     out = json.loads(capsys.readouterr().out)
     assert {k: out[k] for k in ("answer", "sql", "columns", "rows", "run_id", "timings")} == {
         k: RESULT[k] for k in ("answer", "sql", "columns", "rows", "run_id", "timings")}

@@ -15,6 +15,26 @@ class BeirDataset:
     qrels: dict[str, dict[str, int]]  # query id -> {doc id: relevance}
 
 
+BEIR_LAYOUT = "corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
+
+
+class BeirFormatError(ValueError):
+    """A dataset folder that is missing or not BEIR-shaped; the message says what to pass instead."""
+
+
+def check_beir(root: Path, split: str = "test") -> None:
+    """Raise `BeirFormatError` unless `root` is a folder holding a BEIR dataset with qrels for `split`."""
+    if not root.is_dir():
+        raise BeirFormatError(f"no dataset folder at {root}: pass --dataset a BEIR folder ({BEIR_LAYOUT})")
+    missing = [name for name in ("corpus.jsonl", "queries.jsonl") if not (root / name).is_file()]
+    if missing:
+        raise BeirFormatError(f"{root} is not a BEIR dataset (no {' or '.join(missing)}): pass --dataset a folder with {BEIR_LAYOUT}")
+    if not (root / "qrels" / f"{split}.tsv").is_file():
+        splits = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
+        have = f"splits here: {', '.join(splits)}" if splits else f"no qrels/*.tsv in {root}"
+        raise BeirFormatError(f"no qrels for split {split!r} in {root} ({have}): pass --split one of them")
+
+
 def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     qrels: dict[str, dict[str, int]] = {}
     with path.open(encoding="utf-8") as fh:
@@ -22,22 +42,30 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         for row in reader:
             if len(row) < 3 or row[0] == "query-id":
                 continue
-            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+            try:
+                qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+            except ValueError:
+                raise BeirFormatError(f"{path}:{reader.line_num}: relevance {row[2]!r} is not an integer: "
+                                      "each line must be query-id<TAB>corpus-id<TAB>score") from None
     return qrels
 
 
 def load_beir(root: Path, split: str = "test") -> BeirDataset:
-    qrels_path = root / "qrels" / f"{split}.tsv"
-    if not qrels_path.exists():
-        raise FileNotFoundError(f"no qrels for split {split!r}: {qrels_path}")
-    qrels = read_qrels(qrels_path)
+    check_beir(root, split)
+    qrels = read_qrels(root / "qrels" / f"{split}.tsv")
     queries: dict[str, str] = {}
-    with (root / "queries.jsonl").open(encoding="utf-8") as fh:
-        for line in fh:
+    path = root / "queries.jsonl"
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
             if line.strip():
-                q = json.loads(line)
-                if q["_id"] in qrels:
-                    queries[q["_id"]] = q["text"]
+                try:
+                    q = json.loads(line)
+                    qid, text = q["_id"], q["text"]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise BeirFormatError(f"{path}:{lineno}: not a BEIR query ({exc.__class__.__name__}): "
+                                          'each line must be a JSON object with "_id" and "text"') from exc
+                if qid in qrels:
+                    queries[qid] = text
     return BeirDataset(root=root, queries=queries, qrels={q: r for q, r in qrels.items() if q in queries})
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import polars as pl
 
-from rag_assets.eval.beir import load_beir, write_slice
+from rag_assets.eval.beir import check_beir, load_beir, write_slice
 from rag_assets.eval.metrics import evaluate
 from rag_assets.index_store import collection_name
 from rag_assets.pipeline import Workspace
@@ -55,7 +55,10 @@ def run_eval(
     dense_weight: float = 0.7,
     log=lambda msg: None,
 ) -> EvalResult:
-    """Ingest `dataset` into a temporary instance and Milvus Lite file, then score each retrieval mode."""
+    """Ingest `dataset` into a temporary instance and Milvus Lite file, then score each retrieval mode.
+
+    Raises `BeirFormatError` before loading anything if `dataset` is not a BEIR folder with `split`."""
+    check_beir(dataset, split)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.resolve().name)[:60] or "dataset"
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
         root = Path(tmp)
