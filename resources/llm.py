@@ -3,7 +3,9 @@
 Run config switches a run to a provider and model with no code change:
 `{"resources": {"llm": {"config": {"provider": "openai", "model": "gpt-4.1-mini"}}}}`.
 Without `provider`, calls are routed by the policy YAML (tiers of candidates with price, latency,
-quality and whether they are external); sensitive data never reaches an external candidate.
+quality and whether they are external); sensitive data never reaches an external candidate, not even
+as a fallback when the non-external ones fail. A pinned provider is external unless `external: false`,
+which a remote provider may claim only with its in-house `base_url` (else the run fails at start).
 """
 
 from __future__ import annotations

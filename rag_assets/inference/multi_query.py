@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 
 from rag_assets.fusion import RRF_K, reciprocal_rank_scores
@@ -10,6 +11,24 @@ from rag_assets.retrieval import Hit
 
 SNIPPET_CHARS = 400
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
+
+
+def sensitive_sources(sources) -> set[str] | None:
+    """The sources `sources.yaml` marks sensitive now (`sources` is a `SourcesResource`); None when it cannot be
+    read. The file may be newer than the index and the warehouse: a source just marked sensitive counts at once."""
+    try:
+        return {name for name, spec in sources.specs().items() if spec.sensitive}
+    except Exception:  # missing, half-written, invalid: sensitivity unknown
+        return None
+
+
+def any_sensitive(hits: Iterable[Hit], sensitive: Collection[str] | None) -> bool:
+    """Whether the hits carry sensitive text: flagged so in the index, or from a source in `sensitive`
+    (`sensitive_sources`); when that is None (unknown), any hit at all counts as sensitive."""
+    hits = list(hits)
+    if sensitive is None:
+        return bool(hits)
+    return any(h.sensitive or h.source in sensitive for h in hits)
 
 
 def rephrase_prompt(question: str, n: int) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Provider = Literal["local", "openai", "gemini"]
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "llm_policy.yaml"  # the repository's, users edit it
@@ -30,6 +30,15 @@ class Candidate(BaseModel):
     latency_s: float = Field(default=1.0, ge=0, description="Expected latency of a typical call.")
     quality: int = Field(default=1, ge=0, description="Higher is better; compared with a call's min_quality.")
     external: bool = Field(default=True, description="Data leaves the building: never used for sensitive data.")
+
+    @model_validator(mode="after")
+    def _in_house_needs_an_endpoint(self) -> "Candidate":
+        """`external: false` on a remote provider must name its endpoint: without a `base_url` the SDK sends the
+        data to the vendor's public API (or wherever `OPENAI_BASE_URL` points), which is never in-house."""
+        if self.provider != "local" and not self.external and not self.base_url:
+            raise ValueError(f"candidate {self.name!r}: external: false needs the in-house base_url; "
+                             f"without one, {self.provider} calls go to the vendor's API")
+        return self
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.price_in + tokens_out * self.price_out) / 1_000_000

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,18 +53,21 @@ class SchemaContext:
     indexed: dict[str, int] = field(default_factory=dict)
 
 
-def index_database(index: SchemaIndex, path: Path) -> tuple[str, list[TableInfo], dict[str, int]]:
-    """Describe the DuckDB file and sync its schema docs into the index; (key, tables, sync counts)."""
+def index_database(index: SchemaIndex, path: Path, withheld_sources: Collection[str] | None = ()) -> tuple[str, list[TableInfo], dict[str, int]]:
+    """Describe the DuckDB file and sync its schema docs into the index; (key, tables, sync counts).
+
+    Samples come from public rows only (see `describe_database`; `withheld_sources` adds sources to withhold)."""
     key = database_key(path)
     with connect_readonly(path) as con:
-        tables = describe_database(con)
+        tables = describe_database(con, withheld_sources=withheld_sources)
     result = index.sync(key, schema_docs(key, tables))
     return key, tables, {"inserted": result.inserted, "deleted": result.deleted, "unchanged": result.unchanged}
 
 
-def select_schema(index: SchemaIndex, path: Path, queries: list[str], max_tables: int) -> SchemaContext:
+def select_schema(index: SchemaIndex, path: Path, queries: list[str], max_tables: int,
+                  withheld_sources: Collection[str] | None = ()) -> SchemaContext:
     """Search the schema index with every version of the question; keep the best `max_tables` tables."""
-    key, tables, counts = index_database(index, path)
+    key, tables, counts = index_database(index, path, withheld_sources)
     by_name = {t.name: t for t in tables}
     ranked = [name for name, _ in rank_tables(index.search(key, queries, SCHEMA_HITS_PER_QUERY)) if name in by_name]
     chosen = ranked[:max_tables] or list(by_name)[:max_tables]

@@ -4,6 +4,10 @@ reword (fast tier) -> search_schema (every version of the question against the s
 -> generate_sql (strong tier, prompt built from the relevant tables) -> validate_and_run (sqlglot
 guard, read-only DuckDB with a timeout and row limit) -> answer (the SQL and its result table).
 A refused or failed query ends the run normally, its reason in the result's `error`.
+
+No prompt carries a sensitive source's text: the rewrites see the question only, the SQL prompt sees the
+schema with sample values from public rows only (sources marked sensitive in the warehouse or in
+`sources.yaml` now give none), and the query's rows never go to a model (`answer` only formats them).
 """
 
 import time
@@ -12,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from rag_assets.inference.multi_query import rewrite_question
+from rag_assets.inference.multi_query import rewrite_question, sensitive_sources
 from rag_assets.inference.sql import assistant
 from rag_assets.inference.sql.assets import build_from_platform, open_schema_index
 from rag_assets.inference.sql.resource import WarehouseResource
@@ -60,7 +64,11 @@ def search_schema(context: dg.OpExecutionContext, plan: dict, milvus: MilvusReso
             raise dg.Failure(description=f"no DuckDB database at {path}")
         context.log.info(f"no warehouse at {path} yet: building it")
         build_from_platform(warehouse_db, io_manager, sources, context.instance)
-    schema = assistant.select_schema(open_schema_index(milvus, embedder), path, [plan["question"], *plan["rewrites"]], plan["max_tables"])
+    withheld = sensitive_sources(sources)
+    if withheld is None:
+        context.log.warning(f"{sources.file} cannot be read: no sample values from any source's rows in the prompt")
+    schema = assistant.select_schema(open_schema_index(milvus, embedder), path, [plan["question"], *plan["rewrites"]], plan["max_tables"],
+                                     withheld)
     context.log.info(f"tables for the prompt: {schema.tables} (of {len(schema.known_tables)}); index sync {schema.indexed}")
     return {**asdict(schema), "search_s": _seconds(started)}
 

@@ -1,13 +1,17 @@
 """Describe any DuckDB database for retrieval and prompting: tables, columns, types, comments, samples.
 
-Sample values of a table with a boolean `sensitive` column come only from rows where it is false, so
-prompts built from them never carry a sensitive source's text.
+Sample values come only from rows known to be public (`public_rows_filter`), so prompts built from
+them never carry a sensitive source's text: a row is withheld when its `sensitive` flag is true or
+unknown (NULL), or when it belongs to a source marked sensitive, in the database's `sources` table or
+by the caller (`sources.yaml` as it is now: a source marked sensitive after its rows were written is
+withheld from that moment on, before any re-ingestion).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import duckdb
@@ -81,20 +85,56 @@ def _samples(con: duckdb.DuckDBPyConnection, table: str, col: ColumnInfo, row_fi
     return seen[:1] if seen and all(OPAQUE_ID.match(v.strip("'")) for v in seen) else seen  # one hash or uuid is enough
 
 
-def describe_database(con: duckdb.DuckDBPyConnection, with_samples: bool = True) -> list[TableInfo]:
-    """Every table and view of the main schema, with column comments and sample values."""
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def database_withheld_sources(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The source names a `sources(name, sensitive)` table does not mark public (none without such a table)."""
+    cols = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+                            "AND schema_name = 'main' AND table_name = 'sources'").fetchall())
+    if cols.get("sensitive") != "BOOLEAN" or cols.get("name") != "VARCHAR":
+        return set()
+    return {n for (n,) in con.execute("SELECT name FROM sources WHERE sensitive IS NOT FALSE AND name IS NOT NULL").fetchall()}
+
+
+def public_rows_filter(table: str, cols: list[ColumnInfo], withheld: Collection[str] | None) -> str:
+    """A WHERE condition keeping the rows whose values any model may see ("" when nothing marks rows sensitive).
+
+    Withheld: rows whose boolean `sensitive` is true or NULL, and rows of a withheld source (the `source`
+    column; `name` in the `sources` table). `withheld=None` means sensitivity is unknown: every source's rows.
+    """
+    types = {c.name: c.type for c in cols}
+    conditions = ["sensitive IS FALSE"] if types.get("sensitive") == "BOOLEAN" else []  # NULL is unknown: withheld
+    key = "name" if table == "sources" else "source"
+    if types.get(key) == "VARCHAR":
+        if withheld is None:
+            conditions.append(f"{key} IS NULL")
+        elif withheld:
+            conditions.append(f"({key} IS NULL OR {key} NOT IN ({', '.join(_quote(n) for n in sorted(withheld))}))")
+    return " AND ".join(conditions)
+
+
+def describe_database(con: duckdb.DuckDBPyConnection, with_samples: bool = True,
+                      withheld_sources: Collection[str] | None = ()) -> list[TableInfo]:
+    """Every table and view of the main schema, with column comments and sample values from public rows only.
+
+    `withheld_sources`: sources whose rows give no samples, on top of those the database marks sensitive (the
+    caller's current view, e.g. `sources.yaml`, which may be newer than the database); None: unknown, all of them.
+    """
     objects = con.execute(
         "SELECT table_name, coalesce(comment, '') FROM duckdb_tables() WHERE database_name = current_database() "
         "AND schema_name = 'main' AND NOT internal UNION ALL SELECT view_name, coalesce(comment, '') FROM duckdb_views() "
         "WHERE database_name = current_database() AND schema_name = 'main' AND NOT internal ORDER BY 1"
     ).fetchall()
     tables = []
+    withheld = None if withheld_sources is None else set(withheld_sources) | database_withheld_sources(con)
     for name, comment in objects:
         cols = [ColumnInfo(n, t, c or "") for n, t, c in con.execute(
             "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE database_name = current_database() "
             "AND schema_name = 'main' AND table_name = ? ORDER BY column_index", [name]).fetchall()]
         rows = con.execute(f"SELECT count(*) FROM {quote_ident(name)}").fetchone()[0]
-        row_filter = "NOT coalesce(sensitive, false)" if any(c.name == "sensitive" and c.type == "BOOLEAN" for c in cols) else ""
+        row_filter = public_rows_filter(name, cols, withheld)
         if with_samples:
             for col in cols:
                 col.samples = _samples(con, name, col, row_filter)
