@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,7 @@ BM25_ANALYZER = {
 HNSW_PARAMS = {"M": 16, "efConstruction": 200}
 OUTPUT_FIELDS = ["chunk_id", "doc_id", "source", "title", "link", "text", "heading_path", "position", "sensitive"]
 WRITE_BATCH = int(os.environ.get("RAG_MILVUS_WRITE_BATCH", "1000"))
+REWRITE_SUFFIX = "__rewrite"  # the copy a Milvus Lite rewrite swaps in (see `rewrite_collection`)
 
 
 def model_slug(model_id: str) -> str:
@@ -155,4 +158,93 @@ def delete_source(client: MilvusClient, name: str, source: str) -> int:
 
 
 def chunk_collections(client: MilvusClient) -> list[str]:
-    return [c for c in client.list_collections() if c.startswith("chunks__")]
+    return [c for c in client.list_collections() if c.startswith("chunks__") and not c.endswith(REWRITE_SUFFIX)]
+
+
+def is_milvus_lite(client: MilvusClient) -> bool:
+    """Milvus Lite (a `.db` directory or `milvus-lite server`) reports its version as `milvus_lite-X`."""
+    try:
+        return str(client.get_server_version()).startswith("milvus_lite")
+    except Exception:  # a server that does not say: treat it as Milvus
+        return False
+
+
+def vector_dim(client: MilvusClient, name: str) -> int:
+    fields = client.describe_collection(name)["fields"]
+    return int(next(f["params"]["dim"] for f in fields if f["name"] == "vector"))
+
+
+def _live_fields(client: MilvusClient, name: str) -> list[str]:
+    return [f["name"] for f in client.describe_collection(name)["fields"] if not f.get("is_function_output")]
+
+
+def copy_rows(client: MilvusClient, source: str, target: str) -> int:
+    """Upsert every live row of `source` into `target` (same schema); returns how many."""
+    fields = _live_fields(client, source)
+    client.load_collection(source)
+    copied = 0
+    iterator = client.query_iterator(source, filter="", output_fields=fields, batch_size=WRITE_BATCH)
+    try:
+        while batch := iterator.next():
+            client.upsert(target, [{k: row[k] for k in fields} for row in batch])
+            copied += len(batch)
+    finally:
+        iterator.close()
+    client.flush(target)
+    return copied
+
+
+def recover_rewrite(client: MilvusClient, name: str) -> None:
+    """Settle a rewrite of `name` that crashed: rename its copy into place if `name` is gone, else merge
+    the copy into `name` (never drop the only copy). Call before deleting anything from `name`."""
+    tmp = name + REWRITE_SUFFIX
+    if not client.has_collection(tmp):
+        return
+    if client.has_collection(name):
+        copy_rows(client, tmp, name)
+        client.drop_collection(tmp)
+    else:
+        client.rename_collection(tmp, name)
+
+
+def rewrite_collection(client: MilvusClient, name: str, create: Callable[[str, int], None]) -> int:
+    """Copy the live rows of `name` into a fresh collection (made by `create(name, dim)`) and swap it in.
+
+    Milvus Lite's manual compaction is a no-op (measured, 3.2.2: the deleted rows' text stays in the
+    segment's Parquet file), so this is how its deletes become physical. Readers see no collection
+    between the drop and the rename (milliseconds); a collection re-created in that gap (an index step
+    writing) gets the copy merged in. Writes made to `name` during the copy are lost, so callers re-sync
+    afterwards (`purge_sources` does). Returns the rows kept.
+    """
+    recover_rewrite(client, name)
+    tmp = name + REWRITE_SUFFIX
+    create(tmp, vector_dim(client, name))
+    kept = copy_rows(client, name, tmp)
+    client.drop_collection(name)
+    try:
+        client.rename_collection(tmp, name)
+    except Exception:
+        if not client.has_collection(name):
+            raise
+        recover_rewrite(client, name)
+    client.load_collection(name)
+    return kept
+
+
+def count_rows(client: MilvusClient, name: str) -> int:
+    rows = client.query(name, filter="", output_fields=["count(*)"])
+    return int(rows[0]["count(*)"]) if rows else 0
+
+
+def reclaim_deleted(client: MilvusClient, name: str, create: Callable[[str, int], None], timeout_s: float = 600) -> str:
+    """Make deleted rows leave the storage: a compaction awaited on a Milvus server, a rewrite on Milvus Lite."""
+    if is_milvus_lite(client):
+        rewrite_collection(client, name, create)
+        return "rewritten"
+    job = client.compact(name)
+    deadline = time.monotonic() + timeout_s
+    while str(client.get_compaction_state(job)) != "Completed":
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"compaction {job} of {name} not finished after {timeout_s:.0f}s")
+        time.sleep(1)
+    return "compacted"

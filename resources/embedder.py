@@ -52,7 +52,11 @@ class EmbedderResource(dg.ConfigurableResource):
 
     @property
     def is_external(self) -> bool:
-        return self.external if self.external is not None else self.provider != "local"
+        """A remote provider is external unless declared `external: false` together with its in-house `base_url`
+        (without one the SDK calls the vendor's API)."""
+        if self.provider == "local":
+            return False
+        return not (self.external is False and self.base_url)
 
     @property
     def dimension(self) -> int:
@@ -75,10 +79,14 @@ class EmbedderResource(dg.ConfigurableResource):
                 "use a local embedder (provider local, or an in-house endpoint with external: false)"
             )
 
+    @property
+    def cache_root(self) -> Path:
+        """The folder of the cache files, one per model and endpoint."""
+        return Path(self.cache_dir) if self.cache_dir else rag_home() / "embedding_cache"
+
     def cache(self) -> EmbeddingCache:
-        root = Path(self.cache_dir) if self.cache_dir else rag_home() / "embedding_cache"
         endpoint = f"_{slug(self.base_url)}" if self.base_url else ""
-        return EmbeddingCache(root / f"{slug(self.model_id)}{endpoint}.sqlite", self.dimension)
+        return EmbeddingCache(self.cache_root / f"{slug(self.model_id)}{endpoint}.sqlite", self.dimension)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed texts now (no cache), L2-normalised float32, in the order given."""

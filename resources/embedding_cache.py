@@ -1,11 +1,13 @@
 """A persistent embedding cache keyed by (model, text hash): an unchanged chunk is never embedded twice.
 
-One SQLite file per model, WAL mode, so concurrent runs (partitions, variants) can share it.
+One SQLite file per model, WAL mode, so concurrent runs (partitions, variants) can share it. Entries
+are forgotten with `secure_delete` and a truncated WAL, so a purged text's vector leaves the file.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -46,3 +48,37 @@ class EmbeddingCache:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def truncate_wal(conn: sqlite3.Connection, timeout_s: float = 60) -> None:
+    """Checkpoint the WAL into the database and truncate it to zero bytes (retried while readers hold it)."""
+    deadline = time.monotonic() + timeout_s
+    while conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the SQLite WAL stayed busy; its old pages may still hold deleted rows")
+        time.sleep(0.2)
+
+
+def forget_hashes(path: Path, hashes: Iterable[str]) -> int:
+    """Delete cache entries of `path` byte for byte (secure_delete zeroes the freed space, the WAL is
+    truncated); returns how many there were."""
+    keys = list(dict.fromkeys(hashes))
+    conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+    try:
+        conn.execute("PRAGMA secure_delete=ON")
+        deleted = 0
+        for start in range(0, len(keys), _SQLITE_MAX_VARS):
+            batch = keys[start : start + _SQLITE_MAX_VARS]
+            deleted += conn.execute(f"DELETE FROM vectors WHERE text_hash IN ({','.join('?' * len(batch))})", batch).rowcount
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+            truncate_wal(conn)
+        return deleted
+    finally:
+        conn.close()
+
+
+def forget_everywhere(root: Path, hashes: set[str]) -> int:
+    """`forget_hashes` on every model's cache file under `root` (a text is cached once per model)."""
+    if not hashes or not root.is_dir():
+        return 0
+    return sum(forget_hashes(path, hashes) for path in sorted(root.glob("*.sqlite")))

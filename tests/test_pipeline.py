@@ -10,6 +10,7 @@ import pytest
 
 from fixtures_bad_inputs import make_bad_inputs
 from rag_assets.index_store import collection_name, ids_for_source
+from rag_assets.inference.sql.resource import WarehouseResource
 from rag_assets.ingest.purge import purge_job
 from rag_assets.pipeline import Workspace
 from rag_assets.retrieval import RetrievalSettings, Retriever
@@ -121,7 +122,8 @@ def test_purge_job_removes_a_sources_vectors_and_files(workspace: Workspace, tmp
     assert stored_ids(workspace, "gone")
     result = purge_job.execute_in_process(
         run_config={"ops": {"purge_sources": {"config": {"sources": ["gone"]}}}},
-        resources=workspace.resources(), instance=workspace.instance,
+        resources={**workspace.resources(), "warehouse_db": WarehouseResource(path=str(tmp_path / "warehouse.duckdb"))},
+        instance=workspace.instance,
     )
     assert result.success
     assert stored_ids(workspace, "gone") == set()

@@ -263,8 +263,6 @@ def test_a_source_marked_sensitive_after_ingestion_gives_the_sql_prompt_nothing(
         world.workspace.write_sources(world.sources())
 
 
-@pytest.mark.xfail(strict=True, reason="ask_job reads sensitivity from the index only; the fix is ask_job's: "
-                   "multi_query.any_sensitive(hits, sensitive_sources(sources)) in retrieve_original and retrieve_all")
 def test_ask_keeps_a_source_marked_sensitive_after_ingestion_local(world: World):
     server = world.server
     world.workspace.write_sources([{**s, "sensitive": True} for s in world.sources()])

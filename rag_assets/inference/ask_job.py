@@ -4,6 +4,10 @@ retrieve_original -> rephrase (fast tier) -> retrieve_all (every rewrite, RRF de
 -> verify (optional, fast tier) -> answer (strong tier, numbered sources). The question's
 sensitivity is decided by what it retrieves: if any candidate source is sensitive, the rewrites and
 the answer stay on non-external models. In-process executor: one process, models loaded once.
+
+Chunk text of sensitive sources stays out of the run's logs and metadata: the metadata shows their
+titles and links, not their snippets (the saved answer under `$RAG_HOME/answers/` keeps them). The run
+is tagged with every source it retrieved from, so purging a source also deletes the run and its files.
 """
 
 import time
@@ -14,13 +18,13 @@ import polars as pl
 
 from rag_assets.index_store import collection_name
 from rag_assets.inference.multi_query import (
-    AskResult, Source, answer_prompt, rewrite_question, rrf_fuse, verify_prompt,
+    AskResult, Source, any_sensitive, answer_prompt, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
 )
-from rag_assets.inference.results import save_result
+from rag_assets.inference.results import save_result, source_tag
 from rag_assets.ingest.metadata import markdown_table
 from rag_assets.retrieval import Hit, RetrievalSettings, Retriever
 from rag_assets.settings import rag_home
-from resources import EmbedderResource, MilvusResource
+from resources import EmbedderResource, MilvusResource, SourcesResource
 from resources.llm import LLMResource
 
 IO = "inference_io"
@@ -42,17 +46,32 @@ def retriever_for(milvus: MilvusResource, embedder: EmbedderResource) -> Retriev
     return Retriever(milvus.client(), name, embedder.embed_queries, calibration_path=rag_home() / "fusion" / f"{name}.json")
 
 
+def tag_sources(context: dg.OpExecutionContext, hits: list[Hit]) -> None:
+    """Tag the run with each source whose text it holds (before the text is stored anywhere)."""
+    if hits:
+        context.instance.add_run_tags(context.run_id, {source_tag(h.source): "true" for h in hits})
+
+
+def public_result(result: dict, sensitive_chunks: set[str]) -> dict:
+    """The result as shown in run metadata: the snippets of sensitive chunks withheld."""
+    return {**result, "sources": [{**s, "snippet": "" if s["chunk_id"] in sensitive_chunks else s["snippet"]} for s in result["sources"]]}
+
+
 def _search(milvus: MilvusResource, embedder: EmbedderResource, plan: dict, queries: list[str]) -> list[list[Hit]]:
     settings = RetrievalSettings(mode=plan["mode"], top_k=CANDIDATES_PER_QUERY)
     return retriever_for(milvus, embedder).search(queries, settings, sources=plan["sources"] or None)
 
 
 @dg.op(out=dg.Out(io_manager_key=IO), description="Retrieve for the question as asked; decides its sensitivity.")
-def retrieve_original(context: dg.OpExecutionContext, config: AskConfig, milvus: MilvusResource, embedder: EmbedderResource) -> dict:
+def retrieve_original(context: dg.OpExecutionContext, config: AskConfig, milvus: MilvusResource, embedder: EmbedderResource,
+                      sources: SourcesResource) -> dict:
     started = time.perf_counter()
     plan = config.model_dump()
     plan["hits"] = _search(milvus, embedder, plan, [config.question])[0]
-    plan["sensitive"] = any(h.sensitive for h in plan["hits"])
+    tag_sources(context, plan["hits"])
+    names = sensitive_sources(sources)  # sources.yaml may mark a source sensitive before it is re-ingested
+    plan["sensitive_sources"] = None if names is None else sorted(names)
+    plan["sensitive"] = any_sensitive(plan["hits"], plan["sensitive_sources"])
     plan["timings"] = {"retrieve_original_s": round(time.perf_counter() - started, 3)}
     context.log.info(f"{len(plan['hits'])} candidates; sensitive={plan['sensitive']}")
     return plan
@@ -67,12 +86,13 @@ def rephrase(context: dg.OpExecutionContext, plan: dict, llm: LLMResource) -> li
 
 
 @dg.op(out=dg.Out(io_manager_key=IO), description="Retrieve for every rewrite; de-duplicate and rank by reciprocal rank fusion.")
-def retrieve_all(plan: dict, rewrites: list[str], milvus: MilvusResource, embedder: EmbedderResource) -> dict:
+def retrieve_all(context: dg.OpExecutionContext, plan: dict, rewrites: list[str], milvus: MilvusResource, embedder: EmbedderResource) -> dict:
     started = time.perf_counter()
     rankings = [plan["hits"]] + (_search(milvus, embedder, plan, rewrites) if rewrites else [])
     fused = rrf_fuse(rankings, plan["top_k"])
+    tag_sources(context, fused)
     return {"hits": fused, "rewrites": rewrites, "retrieve_all_s": round(time.perf_counter() - started, 3),
-            "sensitive": plan["sensitive"] or any(h.sensitive for h in fused)}
+            "sensitive": plan["sensitive"] or any_sensitive(fused, plan["sensitive_sources"])}
 
 
 @dg.op(out=dg.Out(io_manager_key=IO), description="Optionally drop sources the fast tier judges irrelevant.")
@@ -103,12 +123,13 @@ def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, ll
                        llm.ledger.totals(), context.run_id)
     save_result("answers", result.run_id, result.to_dict())
     sources = pl.DataFrame([{"n": i + 1, "title": s.title, "link": s.link, "score": s.score} for i, s in enumerate(result.sources)])
+    shown = public_result(result.to_dict(), {h.chunk_id for h in hits if any_sensitive([h], plan["sensitive_sources"])})
     yield dg.Output(
         result.to_dict(),
         metadata={
             "answer": dg.MetadataValue.md(f"**{plan['question']}**\n\n{text}"),
             "sources": markdown_table(sources) if hits else dg.MetadataValue.md("_none_"),
-            "result": dg.MetadataValue.json(result.to_dict()),
+            "result": dg.MetadataValue.json(shown),
             **{k: v for k, v in llm.metadata().items() if k != "llm_models"},
         },
     )

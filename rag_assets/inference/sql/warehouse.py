@@ -1,5 +1,9 @@
 """The warehouse: a DuckDB file of the platform's own data (sources, documents, chunks, runs, evaluations).
 
+Sensitive sources keep their rows (ids, counts, sizes, dates) but not their content: `text`, `title`
+and `heading_path` are NULL and `text_withheld` is true. `rag sql` puts rows into prompts and the
+file is readable by anyone with the path, so a sensitive source's words never enter it.
+
 `build_warehouse` is pure: frames and records in, a DuckDB file out (written to a temporary file and
 renamed, so readers never see a half-built database). Every table and column carries a `COMMENT`,
 which is what the schema index describes to the model.
@@ -55,23 +59,25 @@ TABLES: dict[str, Table] = {t.name: t for t in (
            ("source", "VARCHAR", "name of the source the document belongs to (sources.name)"),
            ("locator", "VARCHAR", "where the document lives inside its source: relative path, URL or issue number"),
            ("link", "VARCHAR", "link to the original document"),
-           ("title", "VARCHAR", "document title"),
-           ("text", "VARCHAR", "full text of the document"),
+           ("title", "VARCHAR", "document title; NULL when text_withheld"),
+           ("text", "VARCHAR", "full text of the document; NULL when text_withheld"),
            ("n_chars", "INTEGER", "length of the document text in characters"),
            ("content_hash", "VARCHAR", "hash of the title and text"),
            ("updated_at", "TIMESTAMP", "when the document was last modified (UTC)"),
            ("sensitive", "BOOLEAN", "true if the document comes from a sensitive source"),
+           ("text_withheld", "BOOLEAN", "true if title and text are withheld (NULL) because the source is sensitive"),
            ("error", "VARCHAR", "why the input could not be read; NULL for a loaded document")),
     _table("chunks", "One row per chunk: a piece of a document, at most a few hundred tokens, embedded and indexed for search.",
            ("chunk_id", "VARCHAR", "chunk id (content hash)"),
            ("doc_id", "VARCHAR", "the document the chunk comes from (documents.doc_id)"),
            ("source", "VARCHAR", "name of the source (sources.name)"),
-           ("title", "VARCHAR", "title of the chunk's document"),
-           ("heading_path", "VARCHAR", "Markdown headings above the chunk, joined by ' > '"),
+           ("title", "VARCHAR", "title of the chunk's document; NULL when text_withheld"),
+           ("heading_path", "VARCHAR", "Markdown headings above the chunk, joined by ' > '; NULL when text_withheld"),
            ("position", "INTEGER", "0-based position of the chunk within its document"),
            ("n_tokens", "INTEGER", "number of embedding-model tokens in the chunk"),
-           ("text", "VARCHAR", "text of the chunk"),
+           ("text", "VARCHAR", "text of the chunk; NULL when text_withheld"),
            ("sensitive", "BOOLEAN", "true if the chunk comes from a sensitive source"),
+           ("text_withheld", "BOOLEAN", "true if title, heading_path and text are withheld (NULL) because the source is sensitive"),
            ("chunker", "VARCHAR", "chunker settings that produced the chunk")),
     _table("runs", "One row per Dagster run of the platform: ingestion of a source, a question (ask or SQL), a purge.",
            ("run_id", "VARCHAR", "Dagster run id"),
@@ -157,13 +163,33 @@ def source_rows(specs: list[SourceSpec]) -> list[dict]:
              "paths": ", ".join(s.paths), "urls": ", ".join(s.urls)} for s in specs]
 
 
-def _frame(table: Table, data: pl.DataFrame | list[dict] | None) -> pl.DataFrame:
-    """`data` reduced to the table's columns (missing ones NULL), in order."""
+WITHHELD_COLUMNS = ("title", "heading_path", "text")  # a document's own words: never stored for a sensitive source
+
+
+def withhold_sensitive(frame: pl.DataFrame, sensitive_sources: frozenset[str] = frozenset()) -> pl.DataFrame:
+    """NULL the content columns of sensitive rows and say so in `text_withheld` (ids and counts stay).
+
+    A row is sensitive when flagged so, when its flag is missing, or when its source is declared sensitive
+    now (a source marked sensitive after its last ingestion)."""
+    sensitive = pl.col("sensitive").fill_null(True) if "sensitive" in frame.columns else pl.lit(True)
+    if "source" in frame.columns and sensitive_sources:
+        sensitive = sensitive | pl.col("source").is_in(sorted(sensitive_sources))
+    content = [c for c in WITHHELD_COLUMNS if c in frame.columns]
+    return frame.with_columns(
+        *[pl.when(sensitive).then(pl.lit(None, dtype=frame.schema[c])).otherwise(pl.col(c)).alias(c) for c in content],
+        sensitive.alias("text_withheld"),
+    )
+
+
+def _frame(table: Table, data: pl.DataFrame | list[dict] | None, sensitive_sources: frozenset[str] = frozenset()) -> pl.DataFrame:
+    """`data` reduced to the table's columns (missing ones NULL), in order; sensitive content withheld."""
     frame = data if isinstance(data, pl.DataFrame) else pl.DataFrame(data or [], infer_schema_length=None)
     if frame.height == 0:
         return pl.DataFrame()
     if table.name == "documents" and "text" in frame.columns:
         frame = frame.with_columns(pl.col("text").str.len_chars().alias("n_chars"))
+    if any(c.name == "text_withheld" for c in table.columns):
+        frame = withhold_sensitive(frame, sensitive_sources)
     for name, dtype in frame.schema.items():
         if isinstance(dtype, pl.Datetime) and dtype.time_zone:
             frame = frame.with_columns(pl.col(name).dt.convert_time_zone("UTC").dt.replace_time_zone(None))
@@ -182,12 +208,13 @@ def build_warehouse(target: Path, documents: pl.DataFrame | None, chunks: pl.Dat
     for stale in (tmp, tmp.with_name(tmp.name + ".wal")):
         stale.unlink(missing_ok=True)
     data = {"sources": source_rows(sources), "documents": documents, "chunks": chunks, "runs": runs, "eval_results": evals}
+    sensitive = frozenset(s.name for s in sources if s.sensitive)
     counts = {}
     con = duckdb.connect(str(tmp))
     try:
         for name, table in TABLES.items():
             con.execute(table.ddl())
-            frame = _frame(table, data[name])
+            frame = _frame(table, data[name], sensitive)
             if frame.height:
                 con.register("incoming", frame.to_arrow())
                 con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming")
