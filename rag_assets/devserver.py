@@ -17,19 +17,107 @@ import time
 from pathlib import Path
 
 import httpx
+from dagster import DefaultRunLauncher
+from dagster._core.errors import DagsterUserCodeUnreachableError, DagsterUserCodeUnreachableTimeoutError
+from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
+from dagster._serdes import deserialize_value
 
-# Runs launch at once (no queue to wait on): inference runs are awaited by a client. Run retries on,
-# for the jobs that ask for them with `dagster/max_retries` (ingest and purge; not inference runs).
+# The instance `rag dev` writes into DAGSTER_HOME (see docs/operations.md):
+# - Runs go through Dagster's run queue so that two runs writing one source never overlap: at most one
+#   in-progress run per value of `dagster/partition` (every ingest run, whether the sensor, the schedule, a
+#   backfill or the UI launched it, carries its source there; a purge run of one source carries it too).
+#   Runs without that tag (ask_job, sql_job, the warehouse refresh) are not limited; the queue is polled
+#   every second with threads, so an inference run waits about a second more than without a queue.
+# - Run monitoring with `DevRunLauncher`: a run whose worker died (a killed `dagster dev`, an OOM kill) ends
+#   FAILURE within seconds of the next `dagster dev` start instead of staying STARTED and holding its
+#   partition's slot; run retries (asked for by ingest and purge runs with `dagster/max_retries`) then re-run it.
+# - One slot per op pool: the `index` steps and the purge (pool `milvus_index`) take turns, since a purge on
+#   Milvus Lite rewrites the whole collection; at op granularity nothing else waits. A run that died holding
+#   the slot gives it back 5 s after monitoring ends it (`free_slots_after_run_end_seconds`).
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
 run_coordinator:
   module: dagster._core.run_coordinator
-  class: DefaultRunCoordinator
+  class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
+    dequeue_use_threads: true
+    dequeue_num_workers: 4
+run_launcher:
+  module: rag_assets.devserver
+  class: DevRunLauncher
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 60
+  poll_interval_seconds: 5
+  free_slots_after_run_end_seconds: 5
 run_retries:
   enabled: true
   max_retries: 0
+concurrency:
+  runs:
+    max_concurrent_runs: -1
+    tag_concurrency_limits:
+      - key: dagster/partition
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+  pools:
+    default_limit: 1
+    granularity: op
 """
+
+# Every dagster.yaml an earlier `rag dev` wrote: such a file is replaced by DAGSTER_YAML; any other is the user's.
+PREVIOUS_DAGSTER_YAMLS = (
+    "telemetry:\n  enabled: false\nrun_queue:\n  max_concurrent_runs: 4\n",
+    "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n",
+    "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    "run_retries:\n  enabled: true\n  max_retries: 0\n",
+)
+
+
+def ensure_dagster_yaml(path: Path) -> str | None:
+    """Write DAGSTER_YAML at `path` if missing or written by an earlier `rag dev`; else leave it and return a warning."""
+    current = path.read_text() if path.exists() else None
+    if current is None or current in PREVIOUS_DAGSTER_YAMLS:
+        path.write_text(DAGSTER_YAML)
+        return None
+    if current == DAGSTER_YAML:
+        return None
+    return (f"warning: {path} was not written by `rag dev` and is left as it is; without a run queue limited per "
+            "`dagster/partition`, run monitoring and run retries, two runs of one source may overlap and a run whose "
+            f"worker died stays STARTED. To get them, add (or merge) what `rag dev` writes:\n{DAGSTER_YAML}")
+
+
+class DevRunLauncher(DefaultRunLauncher):
+    """Dagster's default launcher, plus a worker health check for run monitoring.
+
+    A STARTED run is healthy while the code server that launched it (its `dagster/grpc_info` tag) still
+    runs it; a server that is gone, or that no longer knows the run, means the worker died with it.
+    """
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        client = self._get_grpc_client_for_termination(run.run_id)
+        if client is None:
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "no code server recorded for the run: cannot tell")
+        try:
+            result = deserialize_value(client.can_cancel_execution(CanCancelExecutionRequest(run_id=run.run_id), timeout=15),
+                                       CanCancelExecutionResult)
+        except DagsterUserCodeUnreachableTimeoutError:  # a busy server is not a dead one: look again next poll
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "code server slow to answer")
+        except DagsterUserCodeUnreachableError:
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"the code server that ran it ({client.socket or client.port}) is gone")
+        if result.can_cancel:
+            return CheckRunHealthResult(WorkerStatus.RUNNING)
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"the code server ({client.socket or client.port}) no longer runs it")
 
 
 def wait_for_port(host: str, port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
@@ -57,25 +145,30 @@ def bin_path(name: str) -> str:
 
 
 class DevStack:
-    """Milvus Lite server + `dagster dev` (webserver, daemon, code server) under one RAG_HOME."""
+    """Milvus Lite server + `dagster dev` (webserver, daemon, code server) under one RAG_HOME.
 
-    def __init__(self, home: Path, port: int, milvus_port: int, sources: Path, workspace: Path, log_dir: Path | None = None):
+    `env` adds to the environment of both (tests set knobs such as RAG_MILVUS_WRITE_BATCH there).
+    """
+
+    def __init__(self, home: Path, port: int, milvus_port: int, sources: Path, workspace: Path, log_dir: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.home, self.port, self.milvus_port = home.resolve(), port, milvus_port
         self.sources, self.workspace = sources.resolve(), workspace.resolve()
         self.log_dir = log_dir
+        self.env = dict(env or {})
         self.url = f"http://127.0.0.1:{port}"
         self.milvus_uri = f"http://127.0.0.1:{milvus_port}"
         self._milvus: subprocess.Popen | None = None
         self._dagster: subprocess.Popen | None = None
 
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster_home"
+
     def environment(self) -> dict[str, str]:
-        dagster_home = self.home / "dagster_home"
-        dagster_home.mkdir(parents=True, exist_ok=True)
-        config = dagster_home / "dagster.yaml"
-        if not config.exists():
-            config.write_text(DAGSTER_YAML)
-        return {**os.environ, "DAGSTER_HOME": str(dagster_home), "RAG_HOME": str(self.home), "RAG_MILVUS_URI": self.milvus_uri,
-                "RAG_SOURCES": str(self.sources), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        return {**os.environ, "DAGSTER_HOME": str(self.dagster_home), "RAG_HOME": str(self.home), "RAG_MILVUS_URI": self.milvus_uri,
+                "RAG_SOURCES": str(self.sources), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **self.env}
 
     def _out(self, name: str):
         if self.log_dir is None:
@@ -84,21 +177,41 @@ class DevStack:
         return (self.log_dir / name).open("ab")
 
     def start(self, timeout_s: float = 180) -> "DevStack":
+        self.start_milvus()
+        self.start_dagster(timeout_s)
+        return self
+
+    def start_milvus(self, timeout_s: float = 60) -> None:
+        """Start (or restart, on the same data folder and port) the Milvus Lite server."""
         (self.home / "milvus").mkdir(parents=True, exist_ok=True)
         milvus_log = self._out("milvus.log") or (self.home / "milvus.log").open("ab")
         self._milvus = subprocess.Popen(
             [bin_path("milvus-lite"), "server", "--data-dir", str(self.home / "milvus"), "--host", "127.0.0.1", "--port", str(self.milvus_port)],
-            stdout=milvus_log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.environment(), stdout=milvus_log, stderr=subprocess.STDOUT, start_new_session=True,
         )
-        wait_for_port("127.0.0.1", self.milvus_port, 60, self._milvus)
+        wait_for_port("127.0.0.1", self.milvus_port, timeout_s, self._milvus)
+
+    def start_dagster(self, timeout_s: float = 180) -> None:
+        """Start (or restart, on the same DAGSTER_HOME) `dagster dev`, writing or upgrading its dagster.yaml first."""
+        env = self.environment()
+        warning = ensure_dagster_yaml(self.dagster_home / "dagster.yaml")
+        if warning:
+            print(warning, file=sys.stderr)
         dagster_log = self._out("dagster.log")
         self._dagster = subprocess.Popen(
             [bin_path("dagster"), "dev", "-w", str(self.workspace), "-h", "127.0.0.1", "-p", str(self.port)],
-            env=self.environment(), cwd=str(self.workspace.parent), stdout=dagster_log, stderr=subprocess.STDOUT if dagster_log else None,
+            env=env, cwd=str(self.workspace.parent), stdout=dagster_log, stderr=subprocess.STDOUT if dagster_log else None,
             start_new_session=True,
         )
         self.wait_until_ready(timeout_s)
-        return self
+
+    def kill_milvus(self) -> None:
+        """SIGKILL the Milvus Lite server (a crash, for fault tests)."""
+        _kill_group(self._milvus, signal.SIGKILL)
+
+    def kill_dagster(self) -> None:
+        """SIGKILL `dagster dev` with its daemon, code server and run workers (a crash, for fault tests)."""
+        _kill_group(self._dagster, signal.SIGKILL)
 
     def wait_until_ready(self, timeout_s: float) -> None:
         """The webserver answers and the code location has loaded."""
@@ -131,6 +244,13 @@ class DevStack:
     def wait(self) -> int:
         assert self._dagster is not None
         return self._dagster.wait()
+
+
+def _kill_group(proc: subprocess.Popen | None, sig: int) -> None:
+    if proc is not None and proc.poll() is None:
+        os.killpg(proc.pid, sig)
+    if proc is not None:
+        proc.wait(timeout=60)
 
 
 def _raise_interrupt(signum, frame) -> None:

@@ -10,6 +10,11 @@ from pymilvus import MilvusClient
 from rag_assets.settings import default_milvus_uri
 
 _CLIENTS: dict[tuple[str, str], MilvusClient] = {}
+# pymilvus pings the server every 10 s, between calls too. A gRPC server with default settings, such as
+# `milvus-lite server`, allows one ping per 5 minutes without data and answers the third early one with
+# GOAWAY "too_many_pings", failing the calls in flight (seen in a purge step and in a long-lived client).
+# Milvus itself accepts either; a dead connection still fails the next call.
+SERVER_GRPC_OPTIONS = {"grpc.keepalive_time_ms": 600_000, "grpc.keepalive_permit_without_calls": False}
 _LOCK = threading.Lock()
 
 
@@ -18,7 +23,8 @@ def milvus_client(uri: str, token: str = "") -> MilvusClient:
     key = (uri, token)
     with _LOCK:
         if key not in _CLIENTS:
-            _CLIENTS[key] = MilvusClient(uri=uri, token=token) if token else MilvusClient(uri=uri)
+            options = {"grpc_options": SERVER_GRPC_OPTIONS} if "://" in uri else {}
+            _CLIENTS[key] = MilvusClient(uri=uri, token=token, **options) if token else MilvusClient(uri=uri, **options)
         return _CLIENTS[key]
 
 

@@ -52,16 +52,19 @@ def _ingest_request(name: str, key: str, trigger: str) -> dg.RunRequest:
     return dg.RunRequest(job_name=ingest_job.name, partition_key=name, run_key=key, tags={"rag/source": name, "rag/trigger": trigger})
 
 
-def _purge_request(plan: DiscoveryPlan) -> dg.RunRequest:
-    names = plan.remove
-    generations = ",".join(f"{name}.{plan.cursor.generations.get(name, 0)}" for name in names)
-    return dg.RunRequest(
-        job_name=purge_job.name,
-        run_key=f"purge:{sha256_hex(generations, length=24)}",  # a source removed again after coming back: a new key
-        run_config={"ops": {"purge_sources": {"config": {"sources": names}}}},
-        # one source: its partition tag, so the run queue never runs it alongside an ingest run of that source
-        tags={"rag/trigger": "sensor", **({"dagster/partition": names[0]} if len(names) == 1 else {})},
-    )
+def _purge_requests(plan: DiscoveryPlan) -> list[dg.RunRequest]:
+    """One purge run per removed source, tagged with its partition: the run queue then never runs it alongside
+    an ingest run (or another purge) of that source."""
+    return [
+        dg.RunRequest(
+            job_name=purge_job.name,
+            # a source removed again after coming back: a new key
+            run_key=f"purge:{sha256_hex(f'{name}.{plan.cursor.generations.get(name, 0)}', length=24)}",
+            run_config={"ops": {"purge_sources": {"config": {"sources": [name]}}}},
+            tags={"rag/trigger": "sensor", "rag/source": name, "dagster/partition": name},
+        )
+        for name in plan.remove
+    ]
 
 
 @dg.sensor(
@@ -107,5 +110,5 @@ def sources_sensor(context: dg.SensorEvaluationContext, sources: SourcesResource
         requests.append(dg.AddDynamicPartitionsRequest(SOURCES_PARTITION, plan.add))
     if plan.remove:
         requests.append(dg.DeleteDynamicPartitionsRequest(SOURCES_PARTITION, plan.remove))
-        runs.append(_purge_request(plan))
+        runs += _purge_requests(plan)
     return dg.SensorResult(run_requests=runs, dynamic_partitions_requests=requests, cursor=plan.cursor.dump())

@@ -178,6 +178,11 @@ def test_removing_half_or_fewer_needs_no_confirmation(instance, sources_file: Pa
     write(sources_file, {"sources": [spec("alpha"), spec("beta")]})
     result = evaluate(instance, sources_file, cursor)
     assert partitions(instance) == {"alpha", "beta"} and purged(result) == ["delta", "gamma"]
+    # one purge run per source, holding that source's slot in the run queue (`dagster/partition`)
+    purges = [r for r in result.run_requests if r.job_name == "purge_job"]
+    assert [(r.tags["dagster/partition"], r.run_config["ops"]["purge_sources"]["config"]["sources"]) for r in purges] == [
+        ("delta", ["delta"]), ("gamma", ["gamma"])]
+    assert len({r.run_key for r in purges}) == 2
 
 
 def test_removing_every_source_needs_confirmation_even_for_one(instance, tmp_path: Path):

@@ -9,7 +9,7 @@ import polars as pl
 
 from rag_assets.index_store import collection_name, count_for_source, ensure_collection, index_parameters, sync_source
 from rag_assets.ingest.k8s import CPU_OP_TAGS
-from rag_assets.ingest.partitions import sources_partitions
+from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, sources_partitions
 from resources.embedder import EmbedderResource
 from resources.milvus import MilvusResource
 
@@ -20,6 +20,7 @@ COUNT_MATCHES = "count_matches_chunks"
     partitions_def=sources_partitions,
     group_name="ingestion",
     op_tags=CPU_OP_TAGS,
+    pool=MILVUS_WRITE_POOL,
     kinds={"milvus"},
     description="The source's chunks in the Milvus collection named for the embedding model: dense vectors "
     "(HNSW, cosine) and a BM25 sparse field from Milvus's BM25 function. New chunks are upserted, gone ones deleted.",

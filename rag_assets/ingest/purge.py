@@ -29,7 +29,7 @@ from rag_assets.inference.sql.assets import build_from_platform, open_schema_ind
 from rag_assets.inference.sql.assistant import index_database
 from rag_assets.inference.sql.resource import WarehouseResource
 from rag_assets.inference.sql.schema_index import SCHEMA_FIELDS, TEXT_MAX_CHARS, database_key, schema_collection_name
-from rag_assets.ingest.partitions import RETRY_TAGS
+from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, RETRY_TAGS
 from rag_assets.io_manager import PolarsParquetIOManager
 from resources.embedder import EmbedderResource
 from resources.embedding_cache import forget_everywhere, truncate_wal
@@ -174,7 +174,7 @@ def resync_schema_index(milvus: MilvusResource, embedder: EmbedderResource, ware
     return counts
 
 
-@dg.op(description="Delete everything derived from the given sources: Milvus rows (made physical), cached vectors, "
+@dg.op(pool=MILVUS_WRITE_POOL, description="Delete everything derived from the given sources: Milvus rows (made physical), cached vectors, "
        "runs that retrieved their text and those runs' files, stored partitions; rebuild the warehouse without them.")
 def purge_sources(context: dg.OpExecutionContext, config: PurgeConfig, milvus: MilvusResource, embedder: EmbedderResource,
                   warehouse_db: WarehouseResource, sources: SourcesResource, io_manager: dg.ResourceParam[PolarsParquetIOManager]):
