@@ -2,7 +2,10 @@
 
 Same texts (the SciFact corpus), same tokenizer (the embedding model's), same chunk size and overlap.
 Prints the median of several runs of each and the ratio. Our side does more work (title prefixes,
-heading paths, token counts, content-hash ids), so the ratio is conservative.
+heading paths, token counts, content-hash ids), so the ratio is conservative. The bare splitter
+(semantic-text-splitter's `chunk_all` alone: one capacity, no title lines, ids or counts) is timed too:
+its ratio to LangChain bounds ours, which splits each text with less room (its title's tokens are kept
+free) and so makes more chunks. Each repeat runs the three in turn, so a busy machine slows them alike.
 """
 
 from __future__ import annotations
@@ -13,8 +16,6 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import polars as pl  # noqa: E402
 
 from bench.common import machine, median, require_scifact, timer  # noqa: E402
 from rag_assets.chunking import Chunker, ChunkSettings  # noqa: E402
@@ -35,18 +36,24 @@ def main() -> None:
     settings = ChunkSettings(max_tokens=256, overlap=32)
     capacity = settings.max_tokens - 2
 
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+    from semantic_text_splitter import MarkdownSplitter
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
     tokenizer = local_embedding.load_tokenizer(MODEL)
+    untruncated = Tokenizer.from_str(tokenizer.to_str())  # as the Chunker does: a truncating sizer would see every text fit
+    untruncated.no_truncation()
+    untruncated.no_padding()
+    hf_tok = AutoTokenizer.from_pretrained(str(local_embedding.local_model_dir(MODEL)), local_files_only=True)
     ours: list[float] = []
+    bare: list[float] = []
+    theirs: list[float] = []
     for _ in range(args.repeat):
         with timer(ours):
             frame = Chunker(tokenizer, settings, 256).chunk_frame(docs)
-
-    from langchain_text_splitters import RecursiveCharacterTextSplitter
-    from transformers import AutoTokenizer
-
-    hf_tok = AutoTokenizer.from_pretrained(str(local_embedding.local_model_dir(MODEL)), local_files_only=True)
-    theirs: list[float] = []
-    for _ in range(args.repeat):
+        with timer(bare):
+            bare_chunks = MarkdownSplitter.from_huggingface_tokenizer(untruncated, capacity, overlap=settings.overlap).chunk_all(texts)
         with timer(theirs):
             splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(hf_tok, chunk_size=capacity, chunk_overlap=settings.overlap)
             lc_chunks = [c for t in texts for c in splitter.split_text(t)]
@@ -58,7 +65,13 @@ def main() -> None:
         "ours_median_s": round(median(ours), 2),
         "langchain_median_s": round(median(theirs), 2),
         "speedup": round(median(theirs) / median(ours), 2),
+        "bare_splitter_chunks": sum(map(len, bare_chunks)),
+        "bare_splitter_median_s": round(median(bare), 2),
+        "bare_splitter_speedup": round(median(theirs) / median(bare), 2),
         "runs": args.repeat,
+        "ours_s": [round(t, 2) for t in ours],
+        "bare_splitter_s": [round(t, 2) for t in bare],
+        "langchain_s": [round(t, 2) for t in theirs],
         "machine": machine(),
     }
     print(json.dumps(result))

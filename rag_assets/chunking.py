@@ -95,13 +95,14 @@ class Chunker:
         self.n_special = self.tokenizer.num_special_tokens_to_add(False)
         if self.limit - self.n_special < 16:
             raise ValueError(f"max_tokens={settings.max_tokens} leaves no room for text")
-        self._splitters: dict[int, MarkdownSplitter] = {}
+        self._splitters: dict[int, MarkdownSplitter] = {}  # one per capacity, i.e. per title length in tokens
+        self._json = self.tokenizer.to_str()  # serialised once, not once per splitter
 
     def _splitter(self, capacity: int) -> MarkdownSplitter:
         if capacity not in self._splitters:
             overlap = min(self.settings.overlap, capacity // 2)
-            self._splitters[capacity] = MarkdownSplitter.from_huggingface_tokenizer(
-                self.tokenizer, capacity, overlap=overlap
+            self._splitters[capacity] = MarkdownSplitter.from_huggingface_tokenizer_str(
+                self._json, capacity, overlap=overlap
             )
         return self._splitters[capacity]
 
