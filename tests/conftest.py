@@ -18,12 +18,9 @@ def bad_inputs_dir(tmp_path: Path) -> Path:
 
 # --- pipeline fixtures -------------------------------------------------------------------------
 import os  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 
-from rag_assets.devserver import wait_for_port  # noqa: E402
+from lite_server import milvus_lite_server  # noqa: E402
 from rag_assets.pipeline import Workspace  # noqa: E402
 
 # Tests never write into the developer's `.rag` (answers, and the eval_results.jsonl the dev warehouse reads):
@@ -45,28 +42,11 @@ def workspace(tmp_path: Path, embedding_cache: Path) -> Workspace:
     return Workspace(root=tmp_path / "ws", cache_dir=embedding_cache)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory: pytest.TempPathFactory):
     """A real `milvus-lite server` on loopback, shared by several processes (as in `rag dev`)."""
-    port = free_port()
-    data = tmp_path_factory.mktemp("milvus_server")
-    exe = Path(sys.executable).parent / "milvus-lite"
-    proc = subprocess.Popen(
-        [str(exe), "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, 60, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with milvus_lite_server(tmp_path_factory.mktemp("milvus_server")) as uri:
+        yield uri
 
 
 # --- end-to-end stack ----------------------------------------------------------------------------

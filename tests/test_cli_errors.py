@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from rag_assets import cli, client
-from rag_assets.devserver import free_port, wait_for_port
+from lite_server import milvus_lite_server
+from rag_assets.devserver import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = "sources:\n  - name: docs\n    kind: markdown\n    paths: [docs]\n  - name: notes\n    kind: files\n    paths: [notes]\n    sensitive: true\n    schedule: manual\n"
@@ -66,15 +67,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, command: str, phras
 @pytest.fixture(scope="module")
 def empty_milvus(tmp_path_factory: pytest.TempPathFactory):
     """A `milvus-lite server` with nothing ingested (a fresh `rag dev` before its first source)."""
-    port, data = free_port(), tmp_path_factory.mktemp("empty_milvus")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, 60, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with milvus_lite_server(tmp_path_factory.mktemp("empty_milvus")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from resources.sources import SourcesResource
 from sensors.discovery import Cursor
 from sensors.nightly import nightly_reingest
 from sensors.sources_sensor import sources_sensor
+from sensor_ticks import sensor_tick
 
 
 def write_sources(path: Path, sources: list[dict]) -> None:
@@ -20,15 +21,7 @@ def write_sources(path: Path, sources: list[dict]) -> None:
 
 
 def tick(instance: dg.DagsterInstance, sources_file: Path, cursor: str | None) -> dg.SensorResult:
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))}) as context:
-        result = sources_sensor(context)
-    for request in result.dynamic_partitions_requests or []:  # what the daemon would apply
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(SOURCES_PARTITION, list(request.partition_keys))
-        else:
-            for key in request.partition_keys:
-                instance.delete_dynamic_partition(SOURCES_PARTITION, key)
-    return result
+    return sensor_tick(instance, sources_file, cursor)[0]
 
 
 def test_sensor_adds_ingests_changed_only_and_removes(tmp_path: Path):

@@ -19,6 +19,7 @@ from resources.sources import SourcesResource
 from sensors.discovery import Cursor
 from sensors.nightly import nightly_reingest
 from sensors.sources_sensor import sources_sensor
+from sensor_ticks import sensor_tick
 
 NAMES = ["alpha", "beta", "gamma", "delta"]
 COMMENTED = """# Sources to ingest. Paths are relative to this file.
@@ -74,17 +75,9 @@ def write(path: Path, data: dict) -> None:
 
 def evaluate(instance: dg.DagsterInstance, sources_file: Path, cursor: str | None):
     """One tick of the real sensor; partition requests applied as the daemon would."""
-    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"sources": SourcesResource(path=str(sources_file))}) as context:
-        result = sources_sensor(context)
-        if isinstance(result, dg.SkipReason):
-            assert context.cursor == cursor  # a skipped tick keeps the cursor
-            return result
-    for request in result.dynamic_partitions_requests or []:
-        if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(SOURCES_PARTITION, list(request.partition_keys))
-        else:
-            for key in request.partition_keys:
-                instance.delete_dynamic_partition(SOURCES_PARTITION, key)
+    result, cursor_after = sensor_tick(instance, sources_file, cursor)
+    if isinstance(result, dg.SkipReason):
+        assert cursor_after == cursor  # a skipped tick keeps the cursor
     return result
 
 
