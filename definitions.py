@@ -13,14 +13,17 @@ from rag_assets.ingest.index import index
 from rag_assets.inference.ask_job import ask_job
 from rag_assets.inference.sql.assets import schema_index, warehouse
 from rag_assets.inference.sql.job import sql_job
+from rag_assets.experiments.evaluation import evaluation
+from rag_assets.experiments.report import experiment_report
+from rag_assets.models.assets import embedding_model, llm_model
 from rag_assets.inference.sql.resource import WarehouseResource
 from rag_assets.ingest.purge import purge_job
 from rag_assets.io_manager import PolarsParquetIOManager
 from rag_assets.settings import rag_home
 from resources import EmbedderResource, MilvusResource, SourcesResource
 from resources.llm import LLMResource
-from sensors import nightly_reingest, sources_sensor, sql_refresh_sensor
-from sensors.jobs import ingest_job
+from sensors import evaluation_sensor, nightly_reingest, sources_sensor, sql_refresh_sensor
+from rag_assets.jobs import experiment_job, ingest_job, models_job, report_job
 
 
 def choose_executor() -> dg.ExecutorDefinition:
@@ -50,9 +53,9 @@ def default_resources() -> dict:
 
 
 defs = dg.Definitions(
-    assets=[documents, chunks, embeddings, index, warehouse, schema_index],
-    jobs=[ingest_job, purge_job, ask_job, sql_job],
-    sensors=[sources_sensor, sql_refresh_sensor],
+    assets=[documents, chunks, embeddings, index, warehouse, schema_index, embedding_model, llm_model, evaluation, experiment_report],
+    jobs=[ingest_job, experiment_job, models_job, report_job, purge_job, ask_job, sql_job],
+    sensors=[sources_sensor, sql_refresh_sensor, evaluation_sensor],
     schedules=[nightly_reingest],
     resources=default_resources(),
     executor=choose_executor(),

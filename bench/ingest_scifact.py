@@ -23,6 +23,8 @@ import polars as pl  # noqa: E402
 
 from bench.common import machine, median, require_scifact, timer  # noqa: E402
 from rag_assets.pipeline import Workspace  # noqa: E402
+from rag_assets.storage import names_for  # noqa: E402
+from rag_assets.variants import DEFAULT_SETTINGS  # noqa: E402
 from resources import local_embedding  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
@@ -61,7 +63,7 @@ def main() -> None:
         cold: list[float] = []
         with timer(cold):
             report = ws.materialize("scifact")
-        texts = pl.read_parquet(ws.root / "assets" / "chunks" / "scifact.parquet")["text"].to_list()
+        texts = pl.read_parquet(ws.resources()["io_manager"].stored_path("chunks", names_for("scifact", DEFAULT_SETTINGS)))["text"].to_list()
 
         local_embedding.load_sentence_transformer.cache_clear()
         bare: list[float] = []

@@ -1,1 +1,7 @@
-"""rag-assets: a Dagster code location for a RAG platform (documents -> chunks -> embeddings -> index)."""
+"""rag-assets: a Dagster code location that turns a team's documents into a RAG platform."""
+
+import warnings
+
+# Our assets use Dagster features still marked beta (data versions on outputs, the multi-to-single-dimension
+# partition mapping of `embeddings` -> `embedding_model`); say so once here, not on every import and CLI call.
+warnings.filterwarnings("ignore", message=r".*is currently in beta", module=r"rag_assets\.")

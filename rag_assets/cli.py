@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from rag_assets.client import DEFAULT_URL, ClientError
+from rag_assets.experiments.cli import add_parser as add_experiment_parser
 
 EXIT_USER_ERROR = 2
 
@@ -295,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "the running sensor then deletes their partitions and purges their data")
     remove.add_argument("names", nargs="+", metavar="NAME")
     src.set_defaults(func=_sources)
+    add_experiment_parser(sub)
     return parser
 
 

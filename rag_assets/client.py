@@ -37,7 +37,8 @@ ASK_JOB = InferenceJob("ask_job", "retrieve_original", "answer_question")
 SQL_JOB = InferenceJob("sql_job", "reword", "answer")
 RESULT_STEPS = {job.name: job.result_step for job in (ASK_JOB, SQL_JOB)}
 
-INDEXED_SOURCES = 'query Sources { assetNodeOrError(assetKey: {path: ["index"]}) { __typename ... on AssetNode { partitionKeys } } }'
+INDEXED_SOURCES = ('query Sources { assetNodeOrError(assetKey: {path: ["index"]}) '
+                   '{ __typename ... on AssetNode { partitionKeysByDimension { name partitionKeys } } } }')
 RUN = "query Run($runId: ID!) { runOrError(runId: $runId) { __typename ... on Run { jobName status } } }"
 
 LAUNCH = """
@@ -183,7 +184,9 @@ class Client:
     def sources(self) -> list[str]:
         """The sources the platform has registered (the `index` asset's dynamic partitions)."""
         node = self._graphql(INDEXED_SOURCES, {})["assetNodeOrError"]
-        return list(node.get("partitionKeys") or []) if node["__typename"] == "AssetNode" else []
+        if node["__typename"] != "AssetNode":
+            return []
+        return sorted(key for dim in node["partitionKeysByDimension"] if dim["name"] == "source" for key in dim["partitionKeys"])  # partitions.SOURCE_DIM
 
     @staticmethod
     def _result(run_id: str, outputs: dict[str, dict], result_step: str) -> dict:
@@ -254,7 +257,8 @@ def _declared(path: Path) -> str:
 
 def check_index(resources: dict, sources: list[str] | None) -> None:
     """A local `ask`: Milvus answers, the chunk collection exists, each requested source has chunks in it."""
-    from rag_assets.index_store import collection_name, source_filter
+    from rag_assets.index_store import source_filter
+    from rag_assets.storage import collection_name
     from rag_assets.retrieval import IndexMissing, require_collection
     from rag_assets.settings import rag_home
     from rag_assets.sources.spec import sources_file_path

@@ -25,9 +25,11 @@ from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionRes
 from dagster._serdes import deserialize_value
 
 # The instance `rag dev` writes into DAGSTER_HOME (see docs/operations.md):
-# - Runs go through Dagster's run queue so that two runs writing one source never overlap: at most one
-#   in-progress run per value of `dagster/partition` (every ingest run, whether the sensor, the schedule, a
-#   backfill or the UI launched it, carries its source there; a purge run of one source carries it too).
+# - Runs go through Dagster's run queue so that two runs writing one partition never overlap: at most one
+#   in-progress run per value of `dagster/partition` (`<source>|<variant>`: every ingest or experiment run,
+#   whether a sensor, the schedule, a backfill or the UI launched it), and one per value of `rag/source` (the
+#   sensor's and the schedule's ingest runs and the purge run of that source). Runs of other variants of a
+#   source (experiments) run at once.
 #   Runs without that tag (ask_job, sql_job, the warehouse refresh) are not limited; the queue is polled
 #   every second with threads, so an inference run waits about a second more than without a queue.
 # - Run monitoring with `DevRunLauncher`: a run whose worker died (a killed `dagster dev`, an OOM kill) ends
@@ -66,10 +68,16 @@ concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+      - key: rag/source
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
   pools:
     default_limit: 1
     granularity: op
 """
+
+PREVIOUS_QUEUE_YAML = 'telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n    dequeue_use_threads: true\n    dequeue_num_workers: 4\nrun_launcher:\n  module: rag_assets.devserver\n  class: DevRunLauncher\nrun_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  cancel_timeout_seconds: 60\n  poll_interval_seconds: 5\n  free_slots_after_run_end_seconds: 5\nrun_retries:\n  enabled: true\n  max_retries: 0\nconcurrency:\n  runs:\n    max_concurrent_runs: -1\n    tag_concurrency_limits:\n      - key: dagster/partition\n        value:\n          applyLimitPerUniqueValue: true\n        limit: 1\n  pools:\n    default_limit: 1\n    granularity: op\n'
 
 # Every dagster.yaml an earlier `rag dev` wrote: such a file is replaced by DAGSTER_YAML; any other is the user's.
 PREVIOUS_DAGSTER_YAMLS = (
@@ -77,6 +85,7 @@ PREVIOUS_DAGSTER_YAMLS = (
     "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n",
     "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
     "run_retries:\n  enabled: true\n  max_retries: 0\n",
+    PREVIOUS_QUEUE_YAML,
 )
 
 

@@ -27,19 +27,6 @@ WRITE_BATCH = int(os.environ.get("RAG_MILVUS_WRITE_BATCH", "1000"))
 REWRITE_SUFFIX = "__rewrite"  # the copy a Milvus Lite rewrite swaps in (see `rewrite_collection`)
 
 
-def model_slug(model_id: str) -> str:
-    """A model or variant id as a Milvus-safe name part: `local/all-MiniLM-L6-v2` -> `local_all_minilm_l6_v2`."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", model_id).strip("_").lower()
-
-
-def collection_name(model_id: str, variant: str = "") -> str:
-    """`chunks__<model>[__<variant>]`: a different embedding model or variant never shares a collection."""
-    name = "chunks__" + model_slug(model_id)
-    if variant:
-        name += "__" + model_slug(variant)
-    return name[:255]
-
-
 def ensure_hybrid_collection(client: MilvusClient, name: str, dim: int, scalars: list[tuple[str, DataType, dict]],
                              filter_field: str, text_max_chars: int) -> None:
     """Create, if missing, a collection of `scalars` (the first is the primary key), a BM25-analysed `text`,

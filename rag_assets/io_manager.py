@@ -8,29 +8,28 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from rag_assets.ingest.partitions import IngestPartition
 from rag_assets.settings import rag_home
-
-UNPARTITIONED = "__all__"
-
-
-def _safe_key(partition_key: str) -> str:
-    # Partition keys are validated source names; guard anyway against path tricks.
-    if "/" in partition_key or partition_key in {".", ".."}:
-        raise ValueError(f"unsafe partition key for a file name: {partition_key!r}")
-    return partition_key
+from rag_assets.storage import StorageNames, unpartitioned_parquet
 
 
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
-    """`{base_dir}/{asset key path}/{partition}.parquet`; writes are atomic (temp file + rename)."""
+    """Parquet files named by `rag_assets.storage` (`{base_dir}/{asset}/{source}[@{ingest key}].parquet`);
+    writes are atomic (temp file + rename)."""
 
     base_dir: str = ""
 
-    def _root(self) -> Path:
+    def root(self) -> Path:
         return Path(self.base_dir) if self.base_dir else rag_home() / "assets"
 
     def path_for(self, asset_key: dg.AssetKey, partition_key: str | None) -> Path:
-        name = _safe_key(partition_key) if partition_key else UNPARTITIONED
-        return self._root().joinpath(*asset_key.path, f"{name}.parquet")
+        asset = "/".join(asset_key.path)
+        if not partition_key:
+            return unpartitioned_parquet(self.root(), asset)
+        return IngestPartition.of(partition_key).names.parquet(self.root(), asset)
+
+    def stored_path(self, asset: str, names: StorageNames) -> Path:
+        return names.parquet(self.root(), asset)
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         if obj is None:
@@ -55,8 +54,8 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         path = self.path_for(asset_key, partition_key)
         return pl.read_parquet(path) if path.exists() else None
 
-    def delete_partition(self, asset_key: dg.AssetKey, partition_key: str) -> bool:
-        path = self.path_for(asset_key, partition_key)
+    def delete_stored(self, asset: str, names: StorageNames) -> bool:
+        path = self.stored_path(asset, names)
         if path.exists():
             path.unlink()
             return True

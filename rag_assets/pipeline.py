@@ -13,11 +13,13 @@ from rag_assets.ingest.chunks import chunks
 from rag_assets.ingest.documents import documents
 from rag_assets.ingest.embeddings import embeddings
 from rag_assets.ingest.index import index
-from rag_assets.ingest.partitions import SOURCES_PARTITION
+from rag_assets.ingest.partitions import SOURCES_PARTITION, VARIANTS_PARTITION, partition_key
 from rag_assets.io_manager import PolarsParquetIOManager
+from rag_assets.jobs import INGEST_ASSETS as INGEST_ASSET_NAMES
+from rag_assets.variants import DEFAULT_VARIANT
 from resources import EmbedderResource, MilvusResource, SourcesResource
 
-INGEST_ASSETS = [documents, chunks, embeddings, index]
+INGEST_ASSETS = [{a.key.path[-1]: a for a in (documents, chunks, embeddings, index)}[name] for name in INGEST_ASSET_NAMES]
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 STAGE_SECONDS = {"documents": "load_seconds", "chunks": "chunk_seconds", "embeddings": "embed_seconds", "index": "sync_seconds"}
 
@@ -47,13 +49,21 @@ class Workspace:
             "sources": SourcesResource(path=str(self.sources_file)),
         }
 
-    def materialize(self, source: str, run_config: dict | None = None, embedder: EmbedderResource | None = None, selection: list | None = None) -> "IngestReport":
-        """Materialize the ingestion assets (or `selection` of them) for one source; raises if the run fails."""
-        if source not in self.instance.get_dynamic_partitions(SOURCES_PARTITION):
-            self.instance.add_dynamic_partitions(SOURCES_PARTITION, [source])
+    def add_partition(self, source: str, variant: str = DEFAULT_VARIANT) -> dg.MultiPartitionKey:
+        """Register the source and the variant as dynamic partitions (as the sensor and `rag experiment` do)."""
+        for name, key in ((SOURCES_PARTITION, source), (VARIANTS_PARTITION, variant)):
+            if not self.instance.has_dynamic_partition(name, key):
+                self.instance.add_dynamic_partitions(name, [key])
+        return partition_key(source, variant)
+
+    def materialize(self, source: str, run_config: dict | None = None, embedder: EmbedderResource | None = None,
+                    selection: list | None = None, variant: str = DEFAULT_VARIANT, assets: list | None = None) -> "IngestReport":
+        """Materialize the ingestion assets (or `selection` of them, or other `assets`) for one source under one
+        variant (registered in the variants registry); raises if the run fails."""
+        key = self.add_partition(source, variant)
         started = time.perf_counter()
         result = dg.materialize(
-            INGEST_ASSETS, selection=selection, partition_key=source, instance=self.instance,
+            assets or INGEST_ASSETS, selection=selection, partition_key=key, instance=self.instance,
             resources=self.resources(embedder), run_config={**QUIET_LOGS, **(run_config or {})},
         )
         return IngestReport.from_result(result, time.perf_counter() - started)

@@ -78,7 +78,8 @@ def forget_hashes(path: Path, hashes: Iterable[str]) -> int:
 
 
 def forget_everywhere(root: Path, hashes: set[str]) -> int:
-    """`forget_hashes` on every model's cache file under `root` (a text is cached once per model)."""
+    """`forget_hashes` on every cache file under `root`: every model's, every variant's (a text is cached once per
+    model and ingestion setting)."""
     if not hashes or not root.is_dir():
         return 0
-    return sum(forget_hashes(path, hashes) for path in sorted(root.glob("*.sqlite")))
+    return sum(forget_hashes(path, hashes) for path in sorted(root.rglob("*.sqlite")))

@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from rag_assets.ingest.partitions import SOURCES_PARTITION
+from rag_assets.ingest.partitions import SOURCES_PARTITION, partition_key
 from rag_assets.sources.spec import SourcesFileError
 from resources.sources import SourcesResource
-from sensors.jobs import ingest_job
+from rag_assets.jobs import ingest_job
 
 
 @dg.schedule(
@@ -13,7 +13,7 @@ from sensors.jobs import ingest_job
     job=ingest_job,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Re-ingests every source with `schedule: nightly` at 03:00 UTC.",
+    description="Re-ingests every source with `schedule: nightly` (its default variant) at 03:00 UTC.",
 )
 def nightly_reingest(context: dg.ScheduleEvaluationContext, sources: SourcesResource) -> list[dg.RunRequest] | dg.SkipReason:
     try:
@@ -23,7 +23,7 @@ def nightly_reingest(context: dg.ScheduleEvaluationContext, sources: SourcesReso
     partitions = set(context.instance.get_dynamic_partitions(SOURCES_PARTITION))
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [
-        dg.RunRequest(partition_key=name, run_key=f"nightly:{name}:{day}", tags={"rag/source": name, "rag/trigger": "nightly"})
+        dg.RunRequest(partition_key=partition_key(name), run_key=f"nightly:{name}:{day}", tags={"rag/source": name, "rag/trigger": "nightly"})
         for name, spec in sorted(specs.items())
         if spec.schedule == "nightly" and name in partitions
     ]

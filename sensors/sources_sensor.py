@@ -8,12 +8,13 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from rag_assets.hashing import sha256_hex
-from rag_assets.ingest.partitions import SOURCES_PARTITION
+from rag_assets.ingest.partitions import SOURCE_DIM, SOURCES_PARTITION, VARIANTS_PARTITION, partition_key
+from rag_assets.variants import DEFAULT_VARIANT
 from rag_assets.ingest.purge import purge_job
 from rag_assets.sources.spec import SourcesFileError
 from resources.sources import SourcesResource
 from sensors.discovery import Cursor, DiscoveryPlan, RunSummary, missed_sources, plan_discovery, removal_problem
-from sensors.jobs import ingest_job
+from rag_assets.jobs import ingest_job
 
 RUNS_OVERLAP_S = 10.0  # runs updated this long before the last check are looked at again (clock and commit slack)
 IN_PROGRESS = [
@@ -29,7 +30,7 @@ def _ingest_runs_since(instance: dg.DagsterInstance, since: float | None) -> lis
     out = []
     for record in records:
         run = record.dagster_run
-        source = run.tags.get("rag/source") or run.tags.get("dagster/partition")
+        source = run.tags.get("rag/source") or run.tags.get(f"dagster/partition/{SOURCE_DIM}")
         if source:
             out.append(RunSummary(source, run.status.value, record.create_timestamp.timestamp(), dict(run.tags)))
     return out
@@ -44,24 +45,24 @@ def _unfinished(instance: dg.DagsterInstance, job_name: str, names: list[str]) -
         if job_name == purge_job.name:
             found.update(run.run_config.get("ops", {}).get("purge_sources", {}).get("config", {}).get("sources", []))
         else:
-            found.add(run.tags.get("rag/source") or run.tags.get("dagster/partition") or "")
+            found.add(run.tags.get("rag/source") or run.tags.get(f"dagster/partition/{SOURCE_DIM}") or "")
     return found & set(names)
 
 
 def _ingest_request(name: str, key: str, trigger: str) -> dg.RunRequest:
-    return dg.RunRequest(job_name=ingest_job.name, partition_key=name, run_key=key, tags={"rag/source": name, "rag/trigger": trigger})
+    return dg.RunRequest(job_name=ingest_job.name, partition_key=partition_key(name), run_key=key, tags={"rag/source": name, "rag/trigger": trigger})
 
 
 def _purge_requests(plan: DiscoveryPlan) -> list[dg.RunRequest]:
-    """One purge run per removed source, tagged with its partition: the run queue then never runs it alongside
-    an ingest run (or another purge) of that source."""
+    """One purge run per removed source, tagged with it (`rag/source`): the run queue then never runs it alongside
+    the sensor's ingest run (or another purge) of that source."""
     return [
         dg.RunRequest(
             job_name=purge_job.name,
             # a source removed again after coming back: a new key
             run_key=f"purge:{sha256_hex(f'{name}.{plan.cursor.generations.get(name, 0)}', length=24)}",
             run_config={"ops": {"purge_sources": {"config": {"sources": [name]}}}},
-            tags={"rag/trigger": "sensor", "rag/source": name, "dagster/partition": name},
+            tags={"rag/trigger": "sensor", "rag/source": name},
         )
         for name in plan.remove
     ]
@@ -106,6 +107,8 @@ def sources_sensor(context: dg.SensorEvaluationContext, sources: SourcesResource
         context.log.info(f"requesting again the sources whose last ingest run failed for good: {', '.join(missed)}")
 
     requests: list[dg.DynamicPartitionsRequest] = []
+    if plan.add and not instance.has_dynamic_partition(VARIANTS_PARTITION, DEFAULT_VARIANT):
+        requests.append(dg.AddDynamicPartitionsRequest(VARIANTS_PARTITION, [DEFAULT_VARIANT]))
     if plan.add:
         requests.append(dg.AddDynamicPartitionsRequest(SOURCES_PARTITION, plan.add))
     if plan.remove:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from rag_assets.ingest.partitions import SOURCES_PARTITION
 from resources.sources import SourcesResource
 from sensors.sources_sensor import sources_sensor
 
@@ -14,10 +13,10 @@ from sensors.sources_sensor import sources_sensor
 def apply_partition_requests(instance: dg.DagsterInstance, result: dg.SensorResult) -> None:
     for request in result.dynamic_partitions_requests or []:
         if isinstance(request, dg.AddDynamicPartitionsRequest):
-            instance.add_dynamic_partitions(SOURCES_PARTITION, list(request.partition_keys))
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         else:
             for key in request.partition_keys:
-                instance.delete_dynamic_partition(SOURCES_PARTITION, key)
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
 
 
 def sensor_tick(instance: dg.DagsterInstance, sources_file: Path, cursor: str | None) -> tuple[dg.SensorResult | dg.SkipReason, str | None]:

@@ -28,7 +28,8 @@ INVALID = "sources:\n  - name: docs\n    kind: markdwn\n"
 LITE_INDEX = """
 import sys
 from pymilvus import MilvusClient
-from rag_assets.index_store import collection_name, ensure_collection
+from rag_assets.index_store import ensure_collection
+from rag_assets.storage import collection_name
 from resources import EmbedderResource
 embedder = EmbedderResource()
 name, client = collection_name(embedder.model_id), MilvusClient(uri=sys.argv[1])

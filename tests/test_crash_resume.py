@@ -14,7 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from rag_assets.index_store import collection_name, count_for_source, ids_for_source
+from rag_assets.index_store import count_for_source, ids_for_source
+from rag_assets.storage import collection_name
 from rag_assets.ingest.chunks import chunks
 from rag_assets.ingest.documents import documents
 from rag_assets.ingest.embeddings import embeddings

@@ -1,5 +1,5 @@
 """Concurrency and faults on the real daemon: `dagster dev` (webserver, daemon, code server) + `milvus-lite server`
-with the dagster.yaml `rag dev` writes (run queue limited per `dagster/partition`, run monitoring, run retries).
+with the dagster.yaml `rag dev` writes (run queue limited per `dagster/partition` and `rag/source`, run monitoring, run retries).
 
 The dagster.yaml itself (written, upgraded, or left alone) is checked without a stack. The daemon tests share
 one stack for the module, three sources ingested by the sensor first: `alpha` and `beta` (small) and `bulk`
@@ -23,6 +23,7 @@ from pymilvus.exceptions import MilvusException
 from rag_assets import client
 from rag_assets.devserver import DAGSTER_YAML, PREVIOUS_DAGSTER_YAMLS, DevStack, ensure_dagster_yaml, free_port
 from rag_assets.index_store import chunk_collections, count_for_source, ids_for_source, source_filter
+from rag_assets.ingest.partitions import partition_tags
 from resources.milvus import milvus_client
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def delete_rows_and_ingest_again(stack: DevStack, source: str) -> str:
     c.delete(name, filter=source_filter([source]))
     c.flush(name)
     assert count_for_source(c, name, source) == 0
-    run_id = client.Client(stack.url).launch("ingest", {}, tags={"dagster/partition": source})
+    run_id = client.Client(stack.url).launch("ingest", {}, tags={**partition_tags(source), "rag/source": source})
     wait_for(lambda: 0 < count_for_source(c, name, source) < N_BULK, 300, "the index step writing", poll_s=0.05)
     return run_id
 
@@ -102,7 +103,7 @@ def test_rag_dev_writes_or_upgrades_its_dagster_yaml_and_leaves_the_users_alone(
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:  # the file loads, with the settings it says
         concurrency = instance.get_concurrency_config()  # what the run queue daemon reads
         queue = concurrency.run_queue_config
-        assert [(lim["key"], lim["limit"]) for lim in queue.tag_concurrency_limits] == [("dagster/partition", 1)]
+        assert [(lim["key"], lim["limit"]) for lim in queue.tag_concurrency_limits] == [("dagster/partition", 1), ("rag/source", 1)]
         assert queue.max_concurrent_runs == -1  # inference runs are never held back by a global cap
         pools = concurrency.pool_config  # the index steps and the purge take turns, nothing else waits
         assert pools.default_pool_limit == 1 and pools.pool_granularity.value == "op"
@@ -131,13 +132,18 @@ def safety(tmp_path_factory: pytest.TempPathFactory):
     try:
         dev.start(timeout_s=240)
         def all_ingested() -> bool:
-            done = {r["tags"].get("dagster/partition") for r in runs(dev.url, pipelineName="ingest", statuses=["SUCCESS"])}
+            done = {r["tags"].get("rag/source") for r in runs(dev.url, pipelineName="ingest", statuses=["SUCCESS"])}
             return {"alpha", "beta", "bulk"} <= done
         wait_for(all_ingested, 900, f"the sensor's ingest runs (logs in {home / 'logs'})", poll_s=3)
         c, name = milvus(dev)
         yield Safety(dev, ids_for_source(c, name, "bulk"), count_for_source(c, name, "bulk"))
     finally:
         dev.stop()
+
+
+def source_tags(job: str, source: str) -> dict[str, str]:
+    """Tags as the sensor gives its runs: the source (`rag/source`), and the partition for an ingest run."""
+    return {"rag/source": source, **(partition_tags(source) if job == "ingest" else {})}
 
 
 @pytest.mark.slow
@@ -150,7 +156,7 @@ def test_runs_of_one_partition_queue_and_runs_of_others_do_not(safety: Safety):
     purge_beta = {"ops": {"purge_sources": {"config": {"sources": ["beta"]}}}}
     launches = [("ingest", {}, "alpha"), ("ingest", {}, "alpha"), ("ingest", {}, "beta"), ("purge_job", purge_beta, "beta")]
     with ThreadPoolExecutor(max_workers=len(launches)) as pool:
-        ids = list(pool.map(lambda launch: api.launch(launch[0], launch[1], tags={"dagster/partition": launch[2]}), launches))
+        ids = list(pool.map(lambda launch: api.launch(launch[0], launch[1], tags=source_tags(launch[0], launch[2])), launches))
     groups = {"alpha": ids[:2], "beta": ids[2:]}
 
     seen_queued: dict[str, set[str]] = {"alpha": set(), "beta": set()}

@@ -15,6 +15,7 @@ import pytest
 from loopback.openai_faults import OpenAIFaultServer
 from rag_assets import client
 from rag_assets.devserver import DevStack, free_port
+from rag_assets.ingest.partitions import partition_tags
 from sql_platform import sql_responder
 
 pytestmark = pytest.mark.slow
@@ -129,7 +130,7 @@ def test_a_failed_ingest_run_is_retried_from_the_failure_by_the_daemon(stack: De
     """`rag dev` turns run retries on; ingest runs ask for two. A run made to fail in its `chunks` step (a chunk
     size too small to hold any text) is re-executed twice by the real daemon, each time from the failed step."""
     api = client.Client(stack.url)
-    run_id = api.launch("ingest", {"ops": {"chunks": {"config": {"max_tokens": 16}}}}, tags={"dagster/partition": "rag-assets-docs"})
+    run_id = api.launch("ingest", {"ops": {"chunks": {"config": {"max_tokens": 16}}}}, tags=partition_tags("rag-assets-docs"))
     with pytest.raises(client.RunFailed, match="leaves no room for text"):
         api.wait(run_id, timeout_s=300)
     deadline, retries = time.monotonic() + 400, []
@@ -142,4 +143,4 @@ def test_a_failed_ingest_run_is_retried_from_the_failure_by_the_daemon(stack: De
     assert [r["status"] for r in retries] == ["FAILURE", "FAILURE"], retries
     tags = [{t["key"]: t["value"] for t in r["tags"]} for r in retries]
     assert sorted(t["dagster/retry_number"] for t in tags) == ["1", "2"]
-    assert all(t["dagster/partition"] == "rag-assets-docs" for t in tags)
+    assert all(t["dagster/partition"] == "rag-assets-docs|default" for t in tags)

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from fixtures_bad_inputs import make_bad_inputs
-from rag_assets.index_store import collection_name, ids_for_source
+from rag_assets.index_store import ids_for_source
+from rag_assets.storage import collection_name
 from rag_assets.inference.sql.resource import WarehouseResource
 from rag_assets.ingest.purge import purge_job
 from rag_assets.pipeline import Workspace

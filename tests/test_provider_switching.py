@@ -9,7 +9,7 @@ import pytest
 
 from loopback.gemini import GeminiServer
 from loopback.openai_faults import OpenAIFaultServer
-from rag_assets.index_store import collection_name
+from rag_assets.storage import collection_name
 from rag_assets.inference.ask_job import ask_job
 from rag_assets.pipeline import Workspace
 from resources import EmbedderResource

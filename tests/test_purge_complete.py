@@ -27,12 +27,14 @@ import yaml
 
 from loopback.openai_faults import OpenAIFaultServer
 from rag_assets.devserver import free_port, wait_for_port
-from rag_assets.index_store import collection_name, count_for_source, count_rows, ids_for_source
+from rag_assets.index_store import count_for_source, count_rows, ids_for_source
+from rag_assets.storage import collection_name
 from rag_assets.inference.ask_job import ask_job
 from rag_assets.inference.results import source_tag
 from rag_assets.inference.sql.assets import schema_index, warehouse
 from rag_assets.inference.sql.resource import WarehouseResource
-from rag_assets.ingest.partitions import SOURCES_PARTITION
+from rag_assets.ingest.partitions import SOURCES_PARTITION, VARIANTS_PARTITION, partition_key
+from rag_assets.variants import DEFAULT_VARIANT
 from rag_assets.ingest.purge import purge_job
 from rag_assets.io_manager import PolarsParquetIOManager
 from rag_assets.pipeline import INGEST_ASSETS, QUIET_LOGS
@@ -151,8 +153,9 @@ def test_purge_leaves_no_trace_of_the_source_in_any_store(tmp_path: Path, monkey
             "llm": LLMResource(provider="openai", model="loopback", base_url=llm_server.base_url + "/v1", external=False),
         }
         instance.add_dynamic_partitions(SOURCES_PARTITION, ["team-docs", "hr-secrets", "old-notes"])
+        instance.add_dynamic_partitions(VARIANTS_PARTITION, [DEFAULT_VARIANT])
         for source in ("team-docs", "hr-secrets", "old-notes"):
-            assert dg.materialize(INGEST_ASSETS, partition_key=source, instance=instance, resources=resources, run_config=QUIET_LOGS).success
+            assert dg.materialize(INGEST_ASSETS, partition_key=partition_key(source), instance=instance, resources=resources, run_config=QUIET_LOGS).success
         assert dg.materialize([warehouse, schema_index], instance=instance, resources=resources, run_config=QUIET_LOGS).success
 
         ask = ask_job.execute_in_process(
@@ -201,7 +204,7 @@ def test_purge_leaves_no_trace_of_the_source_in_any_store(tmp_path: Path, monkey
         assert marker_hits(roots) == []
         assert marker_hits(roots, PUBLIC_MARKER) == []
         # ...while the purged sources' ingest runs are kept: their logs and metadata never held text.
-        assert instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "hr-secrets"}))
+        assert instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": "hr-secrets|default"}))
         blob = cache_blob(cache_dir)
         assert not any(v.tobytes() in blob for v in secret_vectors)  # the cached vectors left the file too
         assert all(v.tobytes() in blob for v in public_vectors)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from loopback.openai_faults import OpenAIFaultServer
-from rag_assets.index_store import collection_name
+from rag_assets.storage import collection_name
 from rag_assets.llm.types import SensitiveDataError
 from rag_assets.pipeline import Workspace
 from rag_assets.retrieval import RetrievalSettings, Retriever

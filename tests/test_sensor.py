@@ -35,7 +35,7 @@ def test_sensor_adds_ingests_changed_only_and_removes(tmp_path: Path):
     ])
     with dg.instance_for_test() as instance:
         first = tick(instance, sources_file, None)
-        assert sorted(r.partition_key for r in first.run_requests) == ["docs", "wiki"]
+        assert sorted(r.partition_key for r in first.run_requests) == ["docs|default", "wiki|default"]
         assert set(instance.get_dynamic_partitions(SOURCES_PARTITION)) == {"docs", "wiki"}
 
         second = tick(instance, sources_file, first.cursor)
@@ -45,7 +45,7 @@ def test_sensor_adds_ingests_changed_only_and_removes(tmp_path: Path):
         doc.write_text("# A\n\nalpha changed\n")
         os.utime(doc, None)
         third = tick(instance, sources_file, second.cursor)
-        assert [r.partition_key for r in third.run_requests] == ["docs"]
+        assert [r.partition_key for r in third.run_requests] == ["docs|default"]
         assert third.run_requests[0].run_key != first.run_requests[0].run_key
 
         write_sources(sources_file, [{"name": "docs", "kind": "markdown", "paths": ["docs"]}])
@@ -83,5 +83,5 @@ def test_nightly_schedule_requests_each_scheduled_source(tmp_path: Path):
             scheduled_execution_time=datetime(2026, 11, 24, 3, tzinfo=timezone.utc),
         ) as context:
             requests = nightly_reingest(context)
-        assert [r.partition_key for r in requests] == ["docs"]
+        assert [r.partition_key for r in requests] == ["docs|default"]
         assert requests[0].run_key == "nightly:docs:2026-11-24"

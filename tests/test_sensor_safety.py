@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import definitions
-from rag_assets.ingest.partitions import SOURCES_PARTITION
+from rag_assets.ingest.partitions import SOURCES_PARTITION, partition_tags
 from rag_assets.sources.edit import remove_sources
 from rag_assets.sources.spec import SourcesFileError, load_sources
 from resources.sources import SourcesResource
@@ -86,7 +86,7 @@ def partitions(instance: dg.DagsterInstance) -> set[str]:
 
 
 def ingested(result) -> dict[str, str]:
-    return {r.partition_key: r.run_key for r in result.run_requests if r.job_name == "ingest"}
+    return {r.tags["rag/source"]: r.run_key for r in result.run_requests if r.job_name == "ingest"}
 
 
 def purged(result) -> list[str]:
@@ -171,9 +171,9 @@ def test_removing_half_or_fewer_needs_no_confirmation(instance, sources_file: Pa
     write(sources_file, {"sources": [spec("alpha"), spec("beta")]})
     result = evaluate(instance, sources_file, cursor)
     assert partitions(instance) == {"alpha", "beta"} and purged(result) == ["delta", "gamma"]
-    # one purge run per source, holding that source's slot in the run queue (`dagster/partition`)
+    # one purge run per source, holding that source's slot in the run queue (`rag/source`)
     purges = [r for r in result.run_requests if r.job_name == "purge_job"]
-    assert [(r.tags["dagster/partition"], r.run_config["ops"]["purge_sources"]["config"]["sources"]) for r in purges] == [
+    assert [(r.tags["rag/source"], r.run_config["ops"]["purge_sources"]["config"]["sources"]) for r in purges] == [
         ("delta", ["delta"]), ("gamma", ["gamma"])]
     assert len({r.run_key for r in purges}) == 2
 
@@ -243,7 +243,7 @@ def test_a_removed_source_added_again_is_ingested_again_with_a_new_run_key(insta
     write(sources_file, without(sources_file, "beta"))
     removed = evaluate(instance, sources_file, cursor)
     assert purged(removed) == ["beta"] and "beta" not in partitions(instance)
-    assert removed.run_requests[0].tags["dagster/partition"] == "beta"  # queued behind any ingest run of beta
+    assert removed.run_requests[0].tags["rag/source"] == "beta"  # queued behind any ingest run of beta
 
     sources_file.write_text(original)  # same name, same content
     back = evaluate(instance, sources_file, removed.cursor)
@@ -316,7 +316,7 @@ def failed_ingest_run(instance: dg.DagsterInstance, source: str, status: dg.Dags
         retry = {"dagster/retry_number": str(int(parent.tags.get("dagster/retry_number", "0")) + 1),
                  "dagster/parent_run_id": parent.run_id, "dagster/root_run_id": parent.root_run_id or parent.run_id}
     run = instance.create_run_for_job(
-        job, status=dg.DagsterRunStatus.STARTED, tags={**job.tags, "rag/source": source, "dagster/partition": source, **retry, **tags},
+        job, status=dg.DagsterRunStatus.STARTED, tags={**job.tags, "rag/source": source, **partition_tags(source), **retry, **tags},
         root_run_id=parent and (parent.root_run_id or parent.run_id), parent_run_id=parent and parent.run_id,
     )
     if status == dg.DagsterRunStatus.FAILURE:
@@ -374,7 +374,8 @@ def test_the_nightly_schedule_skips_a_broken_sources_file(instance, sources_file
 @pytest.mark.slow
 def test_a_re_added_source_gets_its_vectors_back_with_the_same_ids(workspace, tmp_path: Path):
     """Through the sensor's own requests: ingest, remove (purge), add again, ingest: the same ids in Milvus."""
-    from rag_assets.index_store import collection_name, ids_for_source
+    from rag_assets.index_store import ids_for_source
+    from rag_assets.storage import collection_name
     from rag_assets.inference.sql.resource import WarehouseResource
     from rag_assets.ingest.purge import purge_job
 

@@ -50,22 +50,26 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def read_queries(path: Path) -> dict[str, str]:
+    """Query id -> text from a BEIR `queries.jsonl`; a bad line raises `BeirFormatError` naming it."""
+    queries: dict[str, str] = {}
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                queries[str(record["_id"])] = record["text"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise BeirFormatError(f"{path}:{lineno}: not a BEIR query ({exc.__class__.__name__}): "
+                                      'each line must be a JSON object with "_id" and "text"') from exc
+    return queries
+
+
 def load_beir(root: Path, split: str = "test") -> BeirDataset:
     check_beir(root, split)
     qrels = read_qrels(root / "qrels" / f"{split}.tsv")
-    queries: dict[str, str] = {}
-    path = root / "queries.jsonl"
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    q = json.loads(line)
-                    qid, text = q["_id"], q["text"]
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise BeirFormatError(f"{path}:{lineno}: not a BEIR query ({exc.__class__.__name__}): "
-                                          'each line must be a JSON object with "_id" and "text"') from exc
-                if qid in qrels:
-                    queries[qid] = text
+    queries = {q: t for q, t in read_queries(root / "queries.jsonl").items() if q in qrels}
     return BeirDataset(root=root, queries=queries, qrels={q: r for q, r in qrels.items() if q in queries})
 
 

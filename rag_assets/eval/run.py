@@ -12,7 +12,8 @@ import polars as pl
 
 from rag_assets.eval.beir import check_beir, load_beir, write_slice
 from rag_assets.eval.metrics import evaluate
-from rag_assets.index_store import collection_name
+from rag_assets.storage import collection_for, names_for
+from rag_assets.variants import DEFAULT_SETTINGS
 from rag_assets.pipeline import Workspace
 from rag_assets.retrieval import RetrievalSettings, Retriever, rank_documents
 from resources import EmbedderResource, MilvusResource
@@ -72,12 +73,12 @@ def run_eval(
         timings = {f"{k}_s": round(v, 2) for k, v in report.stage_seconds().items()}
         timings["ingest_total_s"] = round(report.seconds, 2)
 
-        docs = pl.read_parquet(ws.root / "assets" / "documents" / f"{name}.parquet").filter(pl.col("error").is_null())
-        to_beir_id = dict(zip(docs["doc_id"].to_list(), docs["locator"].to_list()))
         resources = ws.resources()
+        docs = pl.read_parquet(resources["io_manager"].stored_path("documents", names_for(name, DEFAULT_SETTINGS))).filter(pl.col("error").is_null())
+        to_beir_id = dict(zip(docs["doc_id"].to_list(), docs["locator"].to_list()))
         embedder: EmbedderResource = resources["embedder"]
         milvus: MilvusResource = resources["milvus"]
-        retriever = Retriever(milvus.client(), collection_name(embedder.model_id), embedder.embed_queries)
+        retriever = Retriever(milvus.client(), collection_for(DEFAULT_SETTINGS, embedder.model_id), embedder.embed_queries)
         scores = {}
         if "hybrid" in modes and fusion == "auto":
             started = time.perf_counter()

@@ -16,7 +16,9 @@ from typing import Literal
 import dagster as dg
 import polars as pl
 
-from rag_assets.index_store import collection_name
+from rag_assets.ingest.variant_embedder import model_of
+from rag_assets.storage import collection_for
+from rag_assets.variants import DEFAULT_VARIANT, VariantSettings, get_variant
 from rag_assets.inference.multi_query import (
     AskResult, Source, any_sensitive, answer_prompt, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
 )
@@ -39,10 +41,14 @@ class AskConfig(dg.Config):
     sources: list[str] = []
     verify: bool = False
     max_tokens: int = 256
+    variant: str = DEFAULT_VARIANT  # whose index (embedding model, chunking) and fusion to search
 
 
-def retriever_for(milvus: MilvusResource, embedder: EmbedderResource) -> Retriever:
-    name = collection_name(embedder.model_id)
+def retriever_for(milvus: MilvusResource, embedder: EmbedderResource, variant: VariantSettings | None = None) -> Retriever:
+    """A retriever over the variant's collection, embedding queries with the variant's model."""
+    variant = variant or get_variant(DEFAULT_VARIANT)
+    embedder = model_of(embedder, variant)
+    name = collection_for(variant, embedder.model_id)
     return Retriever(milvus.client(), name, embedder.embed_queries, calibration_path=rag_home() / "fusion" / f"{name}.json")
 
 
@@ -58,8 +64,9 @@ def public_result(result: dict, sensitive_chunks: set[str]) -> dict:
 
 
 def _search(milvus: MilvusResource, embedder: EmbedderResource, plan: dict, queries: list[str]) -> list[list[Hit]]:
-    settings = RetrievalSettings(mode=plan["mode"], top_k=CANDIDATES_PER_QUERY)
-    return retriever_for(milvus, embedder).search(queries, settings, sources=plan["sources"] or None)
+    variant = get_variant(plan.get("variant") or DEFAULT_VARIANT)
+    settings = RetrievalSettings(mode=plan["mode"], top_k=CANDIDATES_PER_QUERY, fusion=variant.fusion, dense_weight=variant.dense_weight)
+    return retriever_for(milvus, embedder, variant).search(queries, settings, sources=plan["sources"] or None)
 
 
 @dg.op(out=dg.Out(io_manager_key=IO), description="Retrieve for the question as asked; decides its sensitivity.")

@@ -7,8 +7,11 @@ import dagster as dg
 import polars as pl
 
 from rag_assets.chunking import Chunker, ChunkSettings
+from rag_assets.variants import VariantSettings
 from rag_assets.ingest.k8s import CPU_OP_TAGS
-from rag_assets.ingest.partitions import sources_partitions
+from rag_assets.ingest.partitions import IngestPartition, ingest_partitions
+from rag_assets.ingest.variant_embedder import embedder_for
+from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
 from rag_assets.io_manager import PolarsParquetIOManager
 from resources.embedder import EmbedderResource
 
@@ -17,19 +20,25 @@ WITHIN_TOKEN_LIMIT = "within_token_limit"
 
 
 class ChunksConfig(dg.Config):
-    max_tokens: int = 256
-    overlap: int = 32
+    """Ad-hoc overrides of the variant's chunking (recorded in metadata); unset = the variant's settings."""
+
+    max_tokens: int | None = None
+    overlap: int | None = None
+
+    def settings(self, variant: VariantSettings) -> ChunkSettings:
+        return ChunkSettings(self.max_tokens or variant.chunk_max_tokens, variant.chunk_overlap if self.overlap is None else self.overlap)
 
 
 def chunk_documents(
-    documents: pl.DataFrame, embedder: EmbedderResource, config: ChunksConfig, previous: pl.DataFrame | None = None
+    documents: pl.DataFrame, embedder: EmbedderResource, settings: ChunkSettings, previous: pl.DataFrame | None = None
 ) -> tuple[pl.DataFrame, Chunker]:
-    chunker = Chunker(embedder.tokenizer(), ChunkSettings(config.max_tokens, config.overlap), embedder.max_tokens)
+    chunker = Chunker(embedder.tokenizer(), settings, embedder.max_tokens)
     return chunker.chunk_frame(documents, previous), chunker
 
 
 @dg.asset(
-    partitions_def=sources_partitions,
+    partitions_def=ingest_partitions,
+    code_version=CODE_VERSIONS["chunks"],
     group_name="ingestion",
     op_tags=CPU_OP_TAGS,
     kinds={"python", "parquet"},
@@ -48,14 +57,20 @@ def chunks(
     documents: pl.DataFrame,
 ):
     started = time.perf_counter()
+    part = IngestPartition.of(context.partition_key)
+    settings = config.settings(part.variant)
     previous = io_manager.load_previous(context.asset_key, context.partition_key)
-    frame, chunker = chunk_documents(documents, embedder, config, previous)
+    frame, chunker = chunk_documents(documents, embedder_for(embedder, part.variant, part.names), settings, previous)
     reused = 0 if previous is None else frame.join(previous.select("chunk_id"), on="chunk_id", how="semi").height
     empty = frame.filter(pl.col("text").str.strip_chars() == "").height
     over = frame.filter(pl.col("n_tokens") > chunker.limit)
+    overrides = {k: v for k, v in config.model_dump().items() if v is not None}
     yield dg.Output(
         frame,
+        data_version=frame_version(frame, ["chunk_id"], chunker.settings.settings_id),
         metadata={
+            "variant": part.variant.name,
+            "overrides": dg.MetadataValue.json(overrides),
             "chunks": frame.height,
             "reused_unchanged": reused,
             "documents": frame["doc_id"].n_unique(),

@@ -8,7 +8,8 @@ import polars as pl
 
 from rag_assets.ingest.metadata import markdown_table
 from rag_assets.ingest.k8s import CPU_OP_TAGS
-from rag_assets.ingest.partitions import sources_partitions
+from rag_assets.ingest.partitions import IngestPartition, ingest_partitions
+from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
 from rag_assets.sources import load_source
 from resources.sources import SourcesResource
 
@@ -16,18 +17,20 @@ ALL_INPUTS_LOADED = "all_inputs_loaded"
 
 
 @dg.asset(
-    partitions_def=sources_partitions,
+    partitions_def=ingest_partitions,
+    code_version=CODE_VERSIONS["documents"],
     group_name="ingestion",
     op_tags=CPU_OP_TAGS,
     kinds={"python", "parquet"},
-    description="Documents of one source (a partition per source in sources.yaml): doc_id, link, title, "
+    description="Documents of one source (a partition per source in sources.yaml and variant): doc_id, link, title, "
     "text, content hash, updated_at, sensitivity. Inputs that could not be read are rows with `error` set.",
     check_specs=[
         dg.AssetCheckSpec(ALL_INPUTS_LOADED, asset="documents", description="Every input of the source was readable (WARN lists those that were not)."),
     ],
 )
 def documents(context: dg.AssetExecutionContext, sources: SourcesResource):
-    spec = sources.spec(context.partition_key)
+    part = IngestPartition.of(context.partition_key)
+    spec = sources.spec(part.source)
     started = time.perf_counter()
     result = load_source(spec, sources.base_dir)
     frame = result.to_frame(spec.sensitive)
@@ -44,8 +47,10 @@ def documents(context: dg.AssetExecutionContext, sources: SourcesResource):
         )
     yield dg.Output(
         frame,
+        data_version=frame_version(frame, ["doc_id", "content_hash", "error"]),
         metadata={
             "source": spec.name,
+            "variant": part.variant.name,
             "kind": spec.kind,
             "sensitive": spec.sensitive,
             "documents": loaded,

@@ -8,7 +8,9 @@ import numpy as np
 import polars as pl
 
 from rag_assets.ingest.k8s import GPU_OP_TAGS
-from rag_assets.ingest.partitions import sources_partitions
+from rag_assets.ingest.partitions import IngestPartition, ingest_partitions
+from rag_assets.ingest.variant_embedder import embedder_for
+from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
 from resources.embedder import EmbedderResource
 
 DIMENSION_MATCHES = "dimension_matches_model"
@@ -26,7 +28,9 @@ def embedding_frame(chunks: pl.DataFrame, vectors: np.ndarray) -> pl.DataFrame:
 
 
 @dg.asset(
-    partitions_def=sources_partitions,
+    partitions_def=ingest_partitions,
+    code_version=CODE_VERSIONS["embeddings"],
+    deps=[dg.AssetDep("embedding_model", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="variant"))],
     group_name="ingestion",
     kinds={"pytorch", "parquet"},
     op_tags=GPU_OP_TAGS,
@@ -36,6 +40,8 @@ def embedding_frame(chunks: pl.DataFrame, vectors: np.ndarray) -> pl.DataFrame:
 )
 def embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, chunks: pl.DataFrame):
     started = time.perf_counter()
+    part = IngestPartition.of(context.partition_key)
+    embedder = embedder_for(embedder, part.variant, part.names)
     sensitive = bool(chunks["sensitive"].any()) if chunks.height else False
     vectors, embedded_now = embedder.embed_documents(
         chunks["text"].to_list(), chunks["text_hash"].to_list(), log=context.log, sensitive=sensitive
@@ -45,7 +51,9 @@ def embeddings(context: dg.AssetExecutionContext, embedder: EmbedderResource, ch
     dim = int(vectors.shape[1]) if vectors.size else embedder.dimension
     yield dg.Output(
         frame,
+        data_version=frame_version(frame, ["chunk_id"], embedder.model_id),
         metadata={
+            "variant": part.variant.name,
             "model": embedder.model_id,
             "dimension": dim,
             "vectors": frame.height,

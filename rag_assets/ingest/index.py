@@ -7,9 +7,11 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from rag_assets.index_store import collection_name, count_for_source, ensure_collection, index_parameters, sync_source
+from rag_assets.index_store import count_for_source, ensure_collection, index_parameters, sync_source
 from rag_assets.ingest.k8s import CPU_OP_TAGS
-from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, sources_partitions
+from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, IngestPartition, ingest_partitions
+from rag_assets.ingest.variant_embedder import embedder_for
+from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
 from resources.embedder import EmbedderResource
 from resources.milvus import MilvusResource
 
@@ -17,12 +19,13 @@ COUNT_MATCHES = "count_matches_chunks"
 
 
 @dg.asset(
-    partitions_def=sources_partitions,
+    partitions_def=ingest_partitions,
+    code_version=CODE_VERSIONS["index"],
     group_name="ingestion",
     op_tags=CPU_OP_TAGS,
     pool=MILVUS_WRITE_POOL,
     kinds={"milvus"},
-    description="The source's chunks in the Milvus collection named for the embedding model: dense vectors "
+    description="The source's chunks in the Milvus collection named for the embedding model and the variant's ingestion settings: dense vectors "
     "(HNSW, cosine) and a BM25 sparse field from Milvus's BM25 function. New chunks are upserted, gone ones deleted.",
     check_specs=[dg.AssetCheckSpec(COUNT_MATCHES, asset="index", description="Rows in Milvus for the source equal its chunks.")],
 )
@@ -33,18 +36,23 @@ def index(
     chunks: pl.DataFrame,
     embeddings: pl.DataFrame,
 ):
-    source = context.partition_key
+    part = IngestPartition.of(context.partition_key)
+    source, embedder = part.source, embedder_for(embedder, part.variant, part.names)
     started = time.perf_counter()
     if chunks["chunk_id"].to_list() != embeddings["chunk_id"].to_list():
         raise ValueError("embeddings are stale for these chunks: materialize embeddings again")
     vectors = embeddings["vector"].to_numpy().astype(np.float32) if embeddings.height else np.zeros((0, embedder.dimension), np.float32)
     client = milvus.client()
-    name = collection_name(embedder.model_id)
+    name = part.names.collection(embedder.model_id)
     ensure_collection(client, name, embedder.dimension)
     result = sync_source(client, name, source, chunks, vectors)
     stored = count_for_source(client, name, source)
     return dg.MaterializeResult(
+        data_version=frame_version(chunks, ["chunk_id"], name),
         metadata={
+            "variant": part.variant.name,
+            "variant_settings": dg.MetadataValue.json(part.variant.settings()),
+            "embedding_model": embedder.model_id,
             "collection": name,
             "milvus_uri": milvus.resolved_uri if "://" in milvus.resolved_uri else "milvus-lite file",
             "inserted": result.inserted,

@@ -21,22 +21,22 @@ from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorag
 
 from rag_assets.hashing import text_hash
 from rag_assets.index_store import (
-    chunk_collections, collection_name, delete_source, ensure_collection, ensure_hybrid_collection,
+    chunk_collections, delete_source, ensure_collection, ensure_hybrid_collection,
     ids_for_source, quote_literal, reclaim_deleted, recover_rewrite, sync_source,
 )
 from rag_assets.inference.results import answers_citing, delete_results, source_tag
 from rag_assets.inference.sql.assets import build_from_platform, open_schema_index
 from rag_assets.inference.sql.assistant import index_database
 from rag_assets.inference.sql.resource import WarehouseResource
-from rag_assets.inference.sql.schema_index import SCHEMA_FIELDS, TEXT_MAX_CHARS, database_key, schema_collection_name
+from rag_assets.inference.sql.schema_index import SCHEMA_FIELDS, TEXT_MAX_CHARS, database_key
 from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, RETRY_TAGS
 from rag_assets.io_manager import PolarsParquetIOManager
+from rag_assets.jobs import PARQUET_ASSETS
+from rag_assets.storage import SCHEMA_PREFIX, StorageNames, schema_collection_name, stored_partitions
 from resources.embedder import EmbedderResource
 from resources.embedding_cache import forget_everywhere, truncate_wal
 from resources.milvus import MilvusResource
 from resources.sources import SourcesResource
-
-PARTITIONED_ASSETS = ("documents", "chunks", "embeddings")
 
 
 class PurgeConfig(dg.Config):
@@ -53,21 +53,21 @@ class Footprint:
     has_chunks: set[str] = field(default_factory=set)  # sources whose chunks partition is still stored
 
 
-def _partition_files(io_manager: PolarsParquetIOManager, asset: str) -> dict[str, Path]:
-    folder = io_manager.path_for(dg.AssetKey(asset), "_").parent
-    return {p.stem: p for p in folder.glob("*.parquet")} if folder.is_dir() else {}
+def _partition_files(io_manager: PolarsParquetIOManager, asset: str) -> dict[StorageNames, Path]:
+    """Every stored partition of `asset`, of every variant's ingestion settings."""
+    return stored_partitions(io_manager.root(), asset)
 
 
 def read_footprint(io_manager: PolarsParquetIOManager, sources: set[str]) -> Footprint:
     fp = Footprint()
-    for name, path in _partition_files(io_manager, "chunks").items():
-        if name in sources:
+    for names, path in _partition_files(io_manager, "chunks").items():
+        if names.source in sources:
             frame = pl.read_parquet(path, columns=["chunk_id", "doc_id", "text_hash"])
             fp.text_hashes.update(frame["text_hash"].to_list())
             fp.ids.update(frame["chunk_id"].to_list() + frame["doc_id"].to_list())
-            fp.has_chunks.add(name)
-    for name, path in _partition_files(io_manager, "documents").items():
-        if name in sources:
+            fp.has_chunks.add(names.source)
+    for names, path in _partition_files(io_manager, "documents").items():
+        if names.source in sources:
             frame = pl.read_parquet(path, columns=["doc_id", "title", "text"])
             fp.ids.update(frame["doc_id"].to_list())
             fp.texts.extend(t for t in frame["title"].to_list() + frame["text"].to_list() if t)
@@ -77,8 +77,8 @@ def read_footprint(io_manager: PolarsParquetIOManager, sources: set[str]) -> Foo
 def hashes_kept_by_others(io_manager: PolarsParquetIOManager, sources: set[str]) -> set[str]:
     """Text hashes of every other stored chunks partition: their cache entries must stay."""
     kept: set[str] = set()
-    for name, path in _partition_files(io_manager, "chunks").items():
-        if name not in sources:
+    for names, path in _partition_files(io_manager, "chunks").items():
+        if names.source not in sources:
             kept.update(pl.read_parquet(path, columns=["text_hash"])["text_hash"].to_list())
     return kept
 
@@ -137,24 +137,26 @@ def forget_runs(instance: dg.DagsterInstance, run_ids: Iterable[str]) -> int:
 
 def _collection_factory(client, name: str):
     """How to create an empty collection shaped like `name` (for a Milvus Lite rewrite)."""
-    if name.startswith("schema__"):
+    if name.startswith(SCHEMA_PREFIX):
         return lambda new, dim: ensure_hybrid_collection(client, new, dim, SCHEMA_FIELDS, "database", TEXT_MAX_CHARS)
     return lambda new, dim: ensure_collection(client, new, dim)
 
 
-def resync_remaining(client, name: str, io_manager: PolarsParquetIOManager, removed: set[str]) -> list[str]:
-    """Re-sync every other stored source whose ids in `name` differ from its chunks' (an index step that
-    wrote while the collection was being rewritten); returns the sources re-synced."""
+def resync_remaining(client, name: str, model_id: str, io_manager: PolarsParquetIOManager, removed: set[str]) -> list[str]:
+    """Re-sync every other stored source of collection `name` whose ids there differ from its chunks' (an index
+    step that wrote while the collection was being rewritten); returns the sources re-synced."""
     chunk_files, embedding_files = _partition_files(io_manager, "chunks"), _partition_files(io_manager, "embeddings")
     repaired = []
-    for source in sorted(chunk_files.keys() - removed):
-        chunks = pl.read_parquet(chunk_files[source])
-        if source not in embedding_files or ids_for_source(client, name, source) == set(chunks["chunk_id"].to_list()):
+    for names in sorted(chunk_files, key=lambda n: (n.source, n.ingest_key)):
+        if names.source in removed or not names.owns(name, model_id):
             continue
-        embeddings = pl.read_parquet(embedding_files[source])
+        chunks = pl.read_parquet(chunk_files[names])
+        if names not in embedding_files or ids_for_source(client, name, names.source) == set(chunks["chunk_id"].to_list()):
+            continue
+        embeddings = pl.read_parquet(embedding_files[names])
         if embeddings["chunk_id"].to_list() == chunks["chunk_id"].to_list():  # else stale: its next ingest run syncs it
-            sync_source(client, name, source, chunks, embeddings["vector"].to_numpy().astype(np.float32))
-            repaired.append(source)
+            sync_source(client, name, names.source, chunks, embeddings["vector"].to_numpy().astype(np.float32))
+            repaired.append(names.source)
     return repaired
 
 
@@ -181,15 +183,15 @@ def purge_sources(context: dg.OpExecutionContext, config: PurgeConfig, milvus: M
     removed = set(config.sources)
     footprint = read_footprint(io_manager, removed)
     client = milvus.client()
-    deleted_rows, current = 0, collection_name(embedder.model_id)
-    for name in chunk_collections(client):
+    deleted_rows = 0
+    for name in chunk_collections(client):  # every model's and every variant's
         recover_rewrite(client, name)
         client.load_collection(name)
         n = sum(delete_source(client, name, source) for source in sorted(removed))
         deleted_rows += n
         if n or footprint.has_chunks:
             how = reclaim_deleted(client, name, _collection_factory(client, name))
-            repaired = resync_remaining(client, name, io_manager, removed) if name == current else []
+            repaired = resync_remaining(client, name, embedder.model_id, io_manager, removed)
             context.log.info(f"deleted {n} rows of {sorted(removed)} from {name} ({how}; re-synced {repaired or 'none'})")
     cache_deleted = forget_everywhere(embedder.cache_root, footprint.text_hashes - hashes_kept_by_others(io_manager, removed))
 
@@ -198,7 +200,8 @@ def purge_sources(context: dg.OpExecutionContext, config: PurgeConfig, milvus: M
     runs_deleted = forget_runs(context.instance, run_ids)
     context.log.info(f"deleted {runs_deleted} runs that retrieved or returned their text, and {files_deleted} of their files")
 
-    deleted_partitions = sum(io_manager.delete_partition(dg.AssetKey(asset), source) for source in removed for asset in PARTITIONED_ASSETS)
+    deleted_partitions = sum(io_manager.delete_stored(asset, names) for asset in PARQUET_ASSETS
+                             for names in _partition_files(io_manager, asset) if names.source in removed)
     metadata = {"sources": sorted(removed), "deleted_rows": deleted_rows, "deleted_files": deleted_partitions,
                 "cache_entries_deleted": cache_deleted, "runs_deleted": runs_deleted, "run_files_deleted": files_deleted}
     if warehouse_db.resolved_path.is_file():

@@ -30,6 +30,16 @@ class SourceSpec(BaseModel):
     schedule: Literal["nightly", "manual"] = "nightly"
     max_file_mb: float = Field(default=10.0, gt=0, description="Larger files are recorded as failures, not read.")
     description: str = ""
+    labels: str = Field(default="", description="A BEIR-format labeled set (queries.jsonl, qrels/<split>.tsv) relative to "
+                        "sources.yaml, whose corpus ids are this source's locators: the `evaluation` asset scores against it.")
+
+    def labels_dir(self, base_dir: Path) -> Path | None:
+        """The labeled set to evaluate against: `labels`, or a BEIR source's own dataset; None if it has none."""
+        if self.labels:
+            return (base_dir / self.labels).resolve()
+        if self.kind == "beir" and self.paths:
+            return (base_dir / self.paths[0]).resolve()
+        return None
 
     @field_validator("urls")
     @classmethod

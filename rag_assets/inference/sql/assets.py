@@ -31,7 +31,7 @@ def open_schema_index(milvus: MilvusResource, embedder: EmbedderResource) -> Sch
 
 def build_from_platform(warehouse_db: WarehouseResource, io_manager: PolarsParquetIOManager, sources: SourcesResource,
                         instance: dg.DagsterInstance) -> dict[str, int]:
-    assets_dir = io_manager.path_for(dg.AssetKey("documents"), "_").parent.parent
+    assets_dir = io_manager.root()
     return warehouse_db.build(assets_dir, list(sources.specs().values()), instance)
 
 

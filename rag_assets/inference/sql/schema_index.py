@@ -15,7 +15,8 @@ from pymilvus import DataType, MilvusClient
 
 from rag_assets.fusion import RRF_K, reciprocal_rank_scores
 from rag_assets.hashing import sha256_hex
-from rag_assets.index_store import SyncResult, ensure_hybrid_collection, model_slug, quote_literal
+from rag_assets.index_store import SyncResult, ensure_hybrid_collection, quote_literal
+from rag_assets.storage import schema_collection_name
 from rag_assets.inference.sql.schema_docs import SchemaDoc
 
 FIELDS = ["doc_id", "table_name", "column_name", "text"]
@@ -27,9 +28,6 @@ SCHEMA_FIELDS: list[tuple[str, DataType, dict]] = [
 ]
 TEXT_MAX_CHARS = 8192
 
-
-def schema_collection_name(model_id: str) -> str:
-    return ("schema__" + model_slug(model_id))[:255]
 
 
 def database_key(path: Path | str) -> str:

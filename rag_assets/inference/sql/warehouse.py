@@ -21,6 +21,7 @@ import duckdb
 import polars as pl
 
 from rag_assets.sources import SourceSpec
+from rag_assets.storage import stored_partitions
 
 
 @dataclass(frozen=True)
@@ -112,15 +113,16 @@ def _naive_utc(value) -> datetime | None:
     return value.astimezone(timezone.utc).replace(tzinfo=None) if value.tzinfo else value
 
 
-def _read_all(folder: Path) -> pl.DataFrame | None:
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+def _read_all(assets_dir: Path, asset: str) -> pl.DataFrame | None:
+    files = [path for names, path in stored_partitions(assets_dir, asset).items() if not names.ingest_key]
     frames = [pl.read_parquet(f) for f in files]
     return pl.concat(frames, how="diagonal_relaxed") if frames else None
 
 
 def load_asset_frames(assets_dir: Path) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
-    """Every partition of the `documents` and `chunks` assets stored under `assets_dir`."""
-    return _read_all(assets_dir / "documents"), _read_all(assets_dir / "chunks")
+    """Every source's `documents` and `chunks` stored under `assets_dir` with the default ingestion settings
+    (experiment variants' chunks would count each text once per variant; their figures are in `evaluation`)."""
+    return _read_all(assets_dir, "documents"), _read_all(assets_dir, "chunks")
 
 
 def run_rows(instance, limit: int = 100_000) -> list[dict]:

@@ -1,0 +1,1 @@
+"""Model assets: the embedding model, the LLM and the trained ranker, as versioned assets (`cards` describes them)."""
