@@ -106,9 +106,9 @@ class LLMResource(dg.ConfigurableResource):
 
     def metadata(self) -> dict:
         """Per-run totals for materialization metadata (no prompts, answers or keys)."""
-        from rag_assets.ingest.metadata import markdown_table
+        from rag_assets.metadata import frame_table
         import polars as pl
 
         rows = self.ledger.rows()
-        table = markdown_table(pl.DataFrame(rows)) if rows else dg.MetadataValue.md("_no calls_")
+        table = frame_table(pl.DataFrame(rows)) if rows else dg.MetadataValue.md("_no calls_")
         return {**self.ledger.totals(), "llm_calls_detail": table}

@@ -89,7 +89,8 @@ def test_bad_inputs_are_recorded_and_the_rest_is_ingested(workspace: Workspace, 
         assert failed[locator].startswith(reason_start), (locator, failed[locator])
     meta = report.metadata["documents"]
     assert meta["failed"] == len(expected["failures"]) and meta["documents"] == len(expected["documents"])
-    assert "too large" in meta["failures"] and "invalid UTF-8" in meta["failures"]
+    shown = " ".join(str(record.data) for record in meta["failures"].records)  # the table in the UI
+    assert "too large" in shown and "invalid UTF-8" in shown
     assert report.checks["documents:all_inputs_loaded"] is False  # the WARN check flags them
     assert report.checks["index:count_matches_chunks"] is True
     indexed_docs = {h for h in pl.read_parquet(workspace.root / "assets" / "chunks" / "inbox.parquet")["doc_id"]}

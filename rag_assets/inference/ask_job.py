@@ -23,7 +23,7 @@ from rag_assets.inference.multi_query import (
     AskResult, Source, any_sensitive, answer_prompt, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
 )
 from rag_assets.inference.results import save_result, source_tag
-from rag_assets.ingest.metadata import markdown_table
+from rag_assets.metadata import frame_table
 from rag_assets.retrieval import Hit, RetrievalSettings, Retriever
 from rag_assets.settings import rag_home
 from resources import EmbedderResource, MilvusResource, SourcesResource
@@ -135,7 +135,7 @@ def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, ll
         result.to_dict(),
         metadata={
             "answer": dg.MetadataValue.md(f"**{plan['question']}**\n\n{text}"),
-            "sources": markdown_table(sources) if hits else dg.MetadataValue.md("_none_"),
+            "sources": frame_table(sources) if hits else dg.MetadataValue.md("_none_"),
             "result": dg.MetadataValue.json(shown),
             **{k: v for k, v in llm.metadata().items() if k != "llm_models"},
         },

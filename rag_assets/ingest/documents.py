@@ -6,7 +6,7 @@ import time
 import dagster as dg
 import polars as pl
 
-from rag_assets.ingest.metadata import markdown_table
+from rag_assets.metadata import frame_table
 from rag_assets.ingest.k8s import CPU_OP_TAGS
 from rag_assets.ingest.partitions import IngestPartition, ingest_partitions
 from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
@@ -14,6 +14,7 @@ from rag_assets.sources import load_source
 from resources.sources import SourcesResource
 
 ALL_INPUTS_LOADED = "all_inputs_loaded"
+FAILURE_COLUMNS = {"locator": "the input, relative to its configured path", "error": "why it could not be read"}
 
 
 @dg.asset(
@@ -43,7 +44,7 @@ def documents(context: dg.AssetExecutionContext, sources: SourcesResource):
         raise dg.Failure(
             description=f"source {spec.name!r}: no input could be read ({failures.height} failed); "
             "refusing to replace its documents with nothing",
-            metadata={"failures": markdown_table(failures)},
+            metadata={"failures": frame_table(failures, FAILURE_COLUMNS)},
         )
     yield dg.Output(
         frame,
@@ -55,7 +56,7 @@ def documents(context: dg.AssetExecutionContext, sources: SourcesResource):
             "sensitive": spec.sensitive,
             "documents": loaded,
             "failed": failures.height,
-            "failures": markdown_table(failures),
+            "failures": frame_table(failures, FAILURE_COLUMNS),
             "characters": int(frame["text"].str.len_chars().sum() or 0),
             "load_seconds": round(time.perf_counter() - started, 3),
         },
@@ -64,5 +65,5 @@ def documents(context: dg.AssetExecutionContext, sources: SourcesResource):
         check_name=ALL_INPUTS_LOADED,
         passed=failures.height == 0,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"failed": failures.height, "failures": markdown_table(failures)},
+        metadata={"failed": failures.height, "failures": frame_table(failures, FAILURE_COLUMNS)},
     )
