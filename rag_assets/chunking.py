@@ -37,6 +37,8 @@ CHUNK_SCHEMA: dict[str, pl.DataType] = {
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 _FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
 MAX_PREFIX_SHARE = 4  # a title may take at most 1/4 of a chunk's tokens
+BIG_VOCABULARY = 100_000  # tokenizers larger than this get the frugal splitter handling below
+CAPACITY_STEP = 16
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,19 @@ class Chunker:
             raise ValueError(f"max_tokens={settings.max_tokens} leaves no room for text")
         self._splitters: dict[int, MarkdownSplitter] = {}  # one per capacity, i.e. per title length in tokens
         self._json = self.tokenizer.to_str()  # serialised once, not once per splitter
+        # A splitter holds its own copy of the tokenizer: cheap for a 30k vocabulary, ~290 MB and seconds to build
+        # for a 250k one (multilingual-e5). For those, capacities are rounded down to a step (chunks at most a
+        # step below the limit) and splitters are not kept, so one lives at a time.
+        self._big_vocab = self.tokenizer.get_vocab_size() > BIG_VOCABULARY
+        self._step = CAPACITY_STEP if self._big_vocab else 1
 
     def _splitter(self, capacity: int) -> MarkdownSplitter:
-        if capacity not in self._splitters:
-            overlap = min(self.settings.overlap, capacity // 2)
-            self._splitters[capacity] = MarkdownSplitter.from_huggingface_tokenizer_str(
-                self._json, capacity, overlap=overlap
-            )
-        return self._splitters[capacity]
+        if capacity in self._splitters:
+            return self._splitters[capacity]
+        splitter = MarkdownSplitter.from_huggingface_tokenizer_str(self._json, capacity, overlap=min(self.settings.overlap, capacity // 2))
+        if not self._big_vocab:
+            self._splitters[capacity] = splitter
+        return splitter
 
     def _prefixes(self, titles: list[str]) -> tuple[list[str], list[int]]:
         prefixes = [_clean_title(t) for t in titles]
@@ -150,7 +157,8 @@ class Chunker:
 
         by_capacity: dict[int, list[int]] = defaultdict(list)
         for i, cost in enumerate(costs):
-            by_capacity[self.limit - self.n_special - cost].append(i)
+            capacity = self.limit - self.n_special - cost
+            by_capacity[capacity - capacity % self._step].append(i)
         pieces: list[list[tuple[int, str]]] = [[] for _ in range(docs.height)]
         for capacity, idxs in by_capacity.items():
             results = self._splitter(capacity).chunk_all_indices([texts[i] for i in idxs])

