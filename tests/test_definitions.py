@@ -22,7 +22,7 @@ def test_ingestion_assets_have_groups_kinds_descriptions_and_lineage():
         assert spec.group_name == "ingestion" and spec.kinds and spec.description
         assert spec.partitions_def is not None
     deps = {name: {d.asset_key.to_user_string() for d in specs[name].deps} for name in ("chunks", "embeddings", "index")}
-    assert deps == {"chunks": {"documents"}, "embeddings": {"chunks", "embedding_model"}, "index": {"chunks", "embeddings"}}
+    assert deps == {"chunks": {"documents"}, "embeddings": {"chunks", "embedding_model"}, "index": {"chunks", "embeddings", "embedding_model"}}
 
 
 def test_only_the_embedding_step_asks_kubernetes_for_a_gpu():

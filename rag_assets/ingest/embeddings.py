@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from rag_assets.ingest.k8s import GPU_OP_TAGS
-from rag_assets.ingest.partitions import IngestPartition, ingest_partitions
+from rag_assets.ingest.partitions import MODEL_OF_VARIANT, IngestPartition, ingest_partitions
 from rag_assets.ingest.variant_embedder import embedder_for
 from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
 from resources.embedder import EmbedderResource
@@ -30,7 +30,7 @@ def embedding_frame(chunks: pl.DataFrame, vectors: np.ndarray) -> pl.DataFrame:
 @dg.asset(
     partitions_def=ingest_partitions,
     code_version=CODE_VERSIONS["embeddings"],
-    deps=[dg.AssetDep("embedding_model", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="variant"))],
+    deps=[MODEL_OF_VARIANT],
     group_name="ingestion",
     kinds={"pytorch", "parquet"},
     op_tags=GPU_OP_TAGS,

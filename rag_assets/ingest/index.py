@@ -9,7 +9,7 @@ import polars as pl
 
 from rag_assets.index_store import count_for_source, ensure_collection, index_parameters, sync_source
 from rag_assets.ingest.k8s import CPU_OP_TAGS
-from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, IngestPartition, ingest_partitions
+from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, MODEL_OF_VARIANT, IngestPartition, ingest_partitions
 from rag_assets.ingest.variant_embedder import embedder_for
 from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
 from resources.embedder import EmbedderResource
@@ -21,6 +21,7 @@ COUNT_MATCHES = "count_matches_chunks"
 @dg.asset(
     partitions_def=ingest_partitions,
     code_version=CODE_VERSIONS["index"],
+    deps=[MODEL_OF_VARIANT],  # the collection is named for the model and holds its vectors
     group_name="ingestion",
     op_tags=CPU_OP_TAGS,
     pool=MILVUS_WRITE_POOL,

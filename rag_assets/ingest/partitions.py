@@ -16,6 +16,10 @@ sources_partitions = dg.DynamicPartitionsDefinition(name=SOURCES_PARTITION)
 variants_partitions = dg.DynamicPartitionsDefinition(name=VARIANTS_PARTITION)
 ingest_partitions = dg.MultiPartitionsDefinition({SOURCE_DIM: sources_partitions, VARIANT_DIM: variants_partitions})
 
+# `embeddings` and `index` of `<source>|<variant>` depend on `embedding_model` of `<variant>`: a changed model
+# (a new weights hash) marks them stale.
+MODEL_OF_VARIANT = dg.AssetDep("embedding_model", partition_mapping=dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name=VARIANT_DIM))
+
 # Ingestion and purge runs are idempotent, so a failed one (Milvus restarting, a site timing out) is
 # re-executed from the failed step by Dagster's run retries, twice at most. Needs `run_retries:
 # enabled: true` in the instance's dagster.yaml (`rag dev` writes it).
