@@ -7,6 +7,7 @@ evaluation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.groups("evaluation", "models") - dg.AssetSelection.assets("experiment_report"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
+    use_user_code_server=True,  # `evaluation`'s condition reads sources.yaml (which sources have labels)
     description="Evaluates the `evaluation` and `models` groups' automation conditions: a (source, variant) is evaluated "
     "again (and its regression check run) once an ingestion run changed its index; a new variant's model cards are recorded.",
 )

@@ -86,17 +86,22 @@ def test_evaluation_scores_the_index_and_its_check_fails_on_a_regression(workspa
 
 
 @pytest.mark.slow
-def test_evaluation_is_requested_after_its_index_changes(workspace: Workspace, tmp_path: Path):
+def test_evaluation_is_requested_after_its_index_changes_for_sources_with_labels(workspace: Workspace, tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch):
     docs = workspace.root / "topics"
     docs.mkdir(parents=True)
     (docs / "milvus.md").write_text(TOPICS["milvus.md"], encoding="utf-8")
-    workspace.write_sources([{"name": "topics", "kind": "markdown", "paths": ["topics"]}])
+    labels = write_labels(tmp_path / "labels", {"q1": "milvus.md"})
+    workspace.write_sources([{"name": "topics", "kind": "markdown", "paths": ["topics"], "labels": str(labels)},
+                             {"name": "unlabeled", "kind": "markdown", "paths": ["topics"]}])
+    monkeypatch.setenv("RAG_SOURCES", str(workspace.sources_file))  # what the condition reads, as in `rag dev`
     automated = dg.Definitions(assets=[*INGEST_ASSETS, evaluation], resources=workspace.resources())
     first = dg.evaluate_automation_conditions(defs=automated, instance=workspace.instance)
     assert first.total_requested == 0
     workspace.materialize("topics")
+    workspace.materialize("unlabeled")
     after = dg.evaluate_automation_conditions(defs=automated, instance=workspace.instance, cursor=first.cursor)
     requested = {(r.key.to_user_string(), key) for r in after.results for key in r.true_subset.expensively_compute_partition_keys()}
-    assert requested == {("evaluation", "topics|default")}
+    assert requested == {("evaluation", "topics|default")}  # the unlabeled source is not evaluated
     again = dg.evaluate_automation_conditions(defs=automated, instance=workspace.instance, cursor=after.cursor)
     assert again.total_requested == 0

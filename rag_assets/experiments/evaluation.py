@@ -12,7 +12,7 @@ import polars as pl
 
 from rag_assets.eval.scoring import score_retrieval
 from rag_assets.experiments.history import data_versions, latest_metadata
-from rag_assets.ingest.partitions import IngestPartition, ingest_partitions
+from rag_assets.ingest.partitions import IngestPartition, ingest_partitions, split_key
 from rag_assets.ingest.variant_embedder import embedder_for
 from rag_assets.ingest.versions import CODE_VERSIONS
 from rag_assets.retrieval import RetrievalSettings, Retriever
@@ -21,11 +21,37 @@ from resources import EmbedderResource, MilvusResource, SourcesResource
 NDCG_NOT_REGRESSED = "ndcg_not_regressed"
 TOLERANCE = 0.02
 INPUTS = ["documents", "chunks", "embeddings", "index"]
+
+
+class SourceHasLabels(dg.AutomationCondition):
+    """True for the `<source>|<variant>` partitions whose source declares a labeled set in sources.yaml: the
+    others are never evaluated automatically (there is nothing to score them against)."""
+
+    @property
+    def name(self) -> str:
+        return "source_has_labels"
+
+    @property
+    def description(self) -> str:
+        return "its source declares `labels` in sources.yaml"
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        try:
+            resource = SourcesResource()
+            labeled = {name for name, spec in resource.specs().items() if spec.labels_dir(resource.base_dir)}
+        except (OSError, ValueError):  # an unreadable sources.yaml: evaluate nothing this tick
+            labeled = set()
+        keys = {k for k in context.candidate_subset.expensively_compute_partition_keys() if split_key(k)[0] in labeled}
+        subset = context.asset_graph_view.compute_intersection_with_partition_keys(keys, context.candidate_subset)
+        return dg.AutomationResult(context=context, true_subset=subset)
+
+
 AFTER_INDEX_CHANGE = (
     dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-).with_label("after its index changes")
+    & SourceHasLabels()
+).with_label("after its index changes, if its source has labels")
 
 
 class EvaluationConfig(dg.Config):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from rag_assets.storage import StorageNames
 from rag_assets.variants import VariantSettings
 from resources.embedder import EmbedderResource
@@ -21,7 +23,9 @@ def model_of(base: EmbedderResource, variant: VariantSettings, cache_dir: str | 
     same_endpoint = provider == base.provider
     return EmbedderResource(
         provider=provider, model=model, cache_dir=cache_dir if cache_dir is not None else base.cache_dir,
-        base_url=base.base_url if same_endpoint else "", api_key=base.api_key if same_endpoint else "",
+        base_url=base.base_url if same_endpoint else "",
+        # another provider than the configured one: its key from the environment (OPENAI_API_KEY, GEMINI_API_KEY)
+        api_key=base.api_key if same_endpoint else os.environ.get(f"{provider.upper()}_API_KEY", ""),
         **{k: getattr(base, k) for k in CARRIED},
     )
 
