@@ -16,6 +16,7 @@ from rag_assets.inference.sql.job import sql_job
 from rag_assets.experiments.evaluation import evaluation
 from rag_assets.experiments.report import experiment_report
 from rag_assets.models.assets import embedding_model, llm_model
+from rag_assets.models.ranker_asset import ranker_model
 from rag_assets.inference.sql.resource import WarehouseResource
 from rag_assets.ingest.purge import purge_job
 from rag_assets.io_manager import PolarsParquetIOManager
@@ -53,7 +54,7 @@ def default_resources() -> dict:
 
 
 defs = dg.Definitions(
-    assets=[documents, chunks, embeddings, index, warehouse, schema_index, embedding_model, llm_model, evaluation, experiment_report],
+    assets=[documents, chunks, embeddings, index, warehouse, schema_index, embedding_model, llm_model, ranker_model, evaluation, experiment_report],
     jobs=[ingest_job, experiment_job, models_job, report_job, purge_job, ask_job, sql_job],
     sensors=[sources_sensor, sql_refresh_sensor, evaluation_sensor],
     schedules=[nightly_reingest],

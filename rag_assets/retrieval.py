@@ -12,30 +12,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pymilvus import AnnSearchRequest, MilvusClient, RRFRanker
 
-from rag_assets.fusion import DEPTH, RRF_K, CalibrationStore, confirmation_gap, fuse
+from rag_assets.fusion import DEPTH, RRF_K, CalibrationStore, fuse
+from rag_assets.hits import Hit
 from rag_assets.index_store import OUTPUT_FIELDS, source_filter
 
+if TYPE_CHECKING:
+    from rag_assets.ranker import RankerModel
+
 Mode = Literal["dense", "bm25", "hybrid"]
-Fusion = Literal["auto", "rrf", "weighted"]
+Fusion = Literal["auto", "rrf", "weighted", "ranker"]
 HNSW_EF = 256
-
-
-@dataclass(frozen=True)
-class Hit:
-    chunk_id: str
-    doc_id: str
-    source: str
-    title: str
-    link: str
-    text: str
-    heading_path: str
-    score: float
-    sensitive: bool
+LIGHT_FIELDS = ["chunk_id", "doc_id", "text"]  # calibration: ids, and the text whose length `auto` weighs
 
 
 @dataclass(frozen=True)
@@ -82,8 +74,10 @@ def _bm25_score(distance: float) -> float:
 class Retriever:
     """Searches one collection. Query vectors come from `embed_queries` (the same model as the index)."""
 
-    def __init__(self, client: MilvusClient, collection: str, embed_queries, calibration_path: Path | None = None):
+    def __init__(self, client: MilvusClient, collection: str, embed_queries, calibration_path: Path | None = None,
+                 ranker: "RankerModel | None" = None):
         self.client, self.collection, self.embed_queries = client, collection, embed_queries
+        self.ranker = ranker  # `ranker` fusion: a trained model (the `ranker_model` asset)
         self.calibration = CalibrationStore(calibration_path)
         require_collection(client, collection)
         client.load_collection(collection)  # a reopened collection starts released
@@ -100,20 +94,20 @@ class Retriever:
             part = queries[start : start + batch]
             vectors = np.asarray(self.embed_queries(part), dtype=np.float32)
             dense, bm25 = self._dense(vectors, DEPTH, flt, light=True), self._bm25(part, DEPTH, flt, light=True)
-            self.calibration.observe([confirmation_gap(d, b) for d, b in zip(dense, bm25)])
+            self.calibration.observe_lists(dense, bm25)
         return self.dense_weight
 
     def _dense(self, vectors: np.ndarray, limit: int, flt: str, light: bool = False) -> list[list[Hit]]:
         res = self.client.search(
             self.collection, data=vectors.tolist(), anns_field="vector", limit=limit, filter=flt,
-            output_fields=["chunk_id", "doc_id"] if light else OUTPUT_FIELDS, search_params={"metric_type": "COSINE", "params": {"ef": max(HNSW_EF, limit)}},
+            output_fields=LIGHT_FIELDS if light else OUTPUT_FIELDS, search_params={"metric_type": "COSINE", "params": {"ef": max(HNSW_EF, limit)}},
         )
         return [[_hit(r, r["distance"]) for r in row] for row in res]
 
     def _bm25(self, queries: list[str], limit: int, flt: str, light: bool = False) -> list[list[Hit]]:
         res = self.client.search(
             self.collection, data=queries, anns_field="sparse", limit=limit, filter=flt,
-            output_fields=["chunk_id", "doc_id"] if light else OUTPUT_FIELDS, search_params={"metric_type": "BM25"},
+            output_fields=LIGHT_FIELDS if light else OUTPUT_FIELDS, search_params={"metric_type": "BM25"},
         )
         hits = [[_hit(r, _bm25_score(r["distance"])) for r in row] for row in res]
         return [sorted(row, key=lambda h: -h.score) for row in hits]
@@ -147,10 +141,16 @@ class Retriever:
         if settings.fusion == "rrf":
             return self._milvus_hybrid(queries, vectors, settings, flt)
         dense, bm25 = self._dense(vectors, limit, flt), self._bm25(queries, limit, flt)
+        if settings.fusion == "ranker":
+            if self.ranker is None:
+                raise ValueError("fusion 'ranker' needs a trained model: materialize the `ranker_model` asset first")
+            from rag_assets.ranker import rerank
+
+            return [rerank(self.ranker, d, b, settings.top_k, q) for q, d, b in zip(queries, dense, bm25)]
         if settings.fusion == "weighted":
             weight = settings.dense_weight
         else:
-            weight = self.calibration.observe([confirmation_gap(d, b) for d, b in zip(dense, bm25)])
+            weight = self.calibration.observe_lists(dense, bm25)
         return [fuse(d, b, settings.top_k, weight) for d, b in zip(dense, bm25)]
 
 

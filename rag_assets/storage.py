@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag_assets.settings import rag_home
 from rag_assets.variants import VariantSettings
 
 KEY_SEPARATOR = "@"  # not allowed in source names, so `<source>@<key>` parses back unambiguously
@@ -82,6 +83,11 @@ def names_for(source: str, variant: VariantSettings) -> StorageNames:
 def collection_for(variant: VariantSettings, model_id: str) -> str:
     """The chunks collection a variant searches (the same for every source)."""
     return collection_name(model_id, variant.ingest_key())
+
+
+def ranker_path() -> Path:
+    """The trained ranker (`ranker_model` asset) as JSON."""
+    return rag_home() / "models" / "ranker.json"
 
 
 def unpartitioned_parquet(assets_root: Path, asset: str) -> Path:

@@ -25,11 +25,11 @@ def test_ingestion_assets_have_groups_kinds_descriptions_and_lineage():
     assert deps == {"chunks": {"documents"}, "embeddings": {"chunks", "embedding_model"}, "index": {"chunks", "embeddings", "embedding_model"}}
 
 
-def test_only_the_embedding_step_asks_kubernetes_for_a_gpu():
+def test_only_the_embedding_and_ranker_training_steps_ask_kubernetes_for_a_gpu():
     graph = definitions.defs.resolve_implicit_global_asset_job_def().graph
     tags = {node.name: node.definition.tags for node in graph.nodes}
     gpu = {name for name, t in tags.items() if "nvidia.com/gpu" in str(t.get("dagster-k8s/config", ""))}
-    assert gpu == {"embeddings"}
+    assert gpu == {"embeddings", "ranker_model"}
     assert json.loads(tags["embeddings"]["dagster-k8s/config"]) == GPU_OP_TAGS["dagster-k8s/config"]
     for name in ("documents", "chunks", "index"):
         assert "cpu" in str(tags[name]["dagster-k8s/config"])

@@ -1,10 +1,14 @@
-"""`auto` fusion: the confirmation gap, the calibrated weight, and the convex combination."""
+"""`auto` fusion: the confirmation gap, the hits' length, the calibrated weight, and the convex combination."""
 
+import json
+import math
 from pathlib import Path
 
 import pytest
 
-from rag_assets.fusion import SNAP_BM25_BELOW, SNAP_DENSE_ABOVE, CalibrationStore, confirmation_gap, fuse, weight_for_gap
+from rag_assets.fusion import (
+    REF_LOG_WORDS, SNAP_BM25_BELOW, SNAP_DENSE_ABOVE, CalibrationStore, confirmation_gap, fuse, hit_log_words, weight_for, weight_for_gap,
+)
 from rag_assets.retrieval import Hit
 
 
@@ -51,3 +55,55 @@ def test_fuse_is_a_convex_combination_of_min_max_scores():
     scores = {h.doc_id: h.score for h in mixed}
     assert scores["c"] == pytest.approx(0.5 * 0.0 + 0.5 * 1.0)
     assert scores["a"] == pytest.approx(0.5) and scores["d"] == pytest.approx(0.0)
+
+
+def texts_hits(docs: list[str], words: int) -> list[Hit]:
+    return [Hit(f"c-{d}", d, "s", d, "", " ".join([d] * words), "", 1.0 - i / 100, False) for i, d in enumerate(docs)]
+
+
+def test_hit_length_is_the_log_mean_word_count_and_unknown_without_text():
+    assert hit_log_words(texts_hits(["a", "b"], 20), texts_hits(["c"], 20)) == pytest.approx(math.log(20))
+    assert hit_log_words(hits(["a"]), []) == pytest.approx(0.0)  # one word each
+    assert hit_log_words([Hit("c", "d", "s", "", "", "", "", 1.0, False)], []) is None
+
+
+def test_short_passages_move_the_weight_toward_dense():
+    long, short = REF_LOG_WORDS, math.log(15)
+    for gap in (-0.2, 0.0, 0.1):
+        assert weight_for(gap, short) >= weight_for(gap, long)
+    assert weight_for(0.0, short) > weight_for(0.0, long) + 0.05  # one-sentence passages lean to dense
+    assert weight_for(0.0, long) == weight_for_gap(0.0) < 1.0
+
+
+def synthetic_lists(dense_better: bool, words: int, n: int = 50) -> tuple[list[list[Hit]], list[list[Hit]]]:
+    """Per query: the stronger retriever ranks the answer `q` first; the weaker one ranks it 5th, and
+    its own top document sits at 40 in the stronger list (the stronger top hit is confirmed)."""
+    dense, bm25 = [], []
+    for q in range(n):
+        noise = [f"n{q}-{i}" for i in range(60)]
+        strong = [f"q{q}"] + noise[:59]
+        weak = noise[39:43] + [f"q{q}"] + noise[43:60]
+        d, b = (strong, weak) if dense_better else (weak, strong)
+        dense.append(texts_hits(d, words))
+        bm25.append(texts_hits(b, words))
+    return dense, bm25
+
+
+@pytest.mark.parametrize("dense_better", [True, False])
+def test_calibrated_weight_follows_the_stronger_retriever(dense_better: bool):
+    dense, bm25 = synthetic_lists(dense_better, words=120)
+    store = CalibrationStore()
+    w = store.observe_lists(dense, bm25)
+    assert (w > 0.7) if dense_better else (w < 0.3)
+    top = [fuse(d, b, 1, w)[0].doc_id for d, b in zip(dense, bm25)]
+    assert top == [f"q{q}" for q in range(len(dense))]
+
+
+def test_calibration_file_from_before_length_signals_still_loads(tmp_path: Path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"queries": 40, "gap_sum": 4.0}))
+    cal = CalibrationStore(path).calibration
+    assert cal.queries == 40 and cal.length_queries == 0 and cal.mean_log_words == pytest.approx(REF_LOG_WORDS)
+    store = CalibrationStore(path)
+    store.observe_lists(*synthetic_lists(True, words=10, n=5))
+    assert json.loads(path.read_text())["length_queries"] == 5

@@ -15,6 +15,7 @@ from rag_assets.experiments.history import data_versions, latest_metadata
 from rag_assets.ingest.partitions import IngestPartition, ingest_partitions, split_key
 from rag_assets.ingest.variant_embedder import embedder_for
 from rag_assets.ingest.versions import CODE_VERSIONS
+from rag_assets.models.ranker_asset import trained_ranker
 from rag_assets.retrieval import RetrievalSettings, Retriever
 from resources import EmbedderResource, MilvusResource, SourcesResource
 
@@ -97,7 +98,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, embe
 
     embedder = embedder_for(embedder, part.variant, part.names)
     collection = part.names.collection(embedder.model_id)
-    retriever = Retriever(milvus.client(), collection, embedder.embed_queries)
+    retriever = Retriever(milvus.client(), collection, embedder.embed_queries, ranker=trained_ranker(part.variant))
     settings = RetrievalSettings(mode=part.variant.retrieval_mode, fusion=part.variant.fusion, dense_weight=part.variant.dense_weight)
     started = time.perf_counter()
     scores = score_retrieval(retriever, labels.queries, labels.qrels, dict(zip(docs["doc_id"], docs["locator"])), settings, part.source)

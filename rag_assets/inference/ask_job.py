@@ -17,6 +17,7 @@ import dagster as dg
 import polars as pl
 
 from rag_assets.ingest.variant_embedder import model_of
+from rag_assets.models.ranker_asset import trained_ranker
 from rag_assets.storage import collection_for
 from rag_assets.variants import DEFAULT_VARIANT, VariantSettings, get_variant
 from rag_assets.inference.multi_query import (
@@ -49,7 +50,8 @@ def retriever_for(milvus: MilvusResource, embedder: EmbedderResource, variant: V
     variant = variant or get_variant(DEFAULT_VARIANT)
     embedder = model_of(embedder, variant)
     name = collection_for(variant, embedder.model_id)
-    return Retriever(milvus.client(), name, embedder.embed_queries, calibration_path=rag_home() / "fusion" / f"{name}.json")
+    return Retriever(milvus.client(), name, embedder.embed_queries, calibration_path=rag_home() / "fusion" / f"{name}.json",
+                     ranker=trained_ranker(variant))
 
 
 def tag_sources(context: dg.OpExecutionContext, hits: list[Hit]) -> None:
