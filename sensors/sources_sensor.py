@@ -14,7 +14,7 @@ from rag_assets.ingest.purge import purge_job
 from rag_assets.sources.spec import SourcesFileError
 from resources.sources import SourcesResource
 from sensors.discovery import Cursor, DiscoveryPlan, RunSummary, missed_sources, plan_discovery, removal_problem
-from rag_assets.jobs import ingest_job
+from rag_assets.jobs import ingest_job, models_job
 
 RUNS_OVERLAP_S = 10.0  # runs updated this long before the last check are looked at again (clock and commit slack)
 IN_PROGRESS = [
@@ -69,7 +69,7 @@ def _purge_requests(plan: DiscoveryPlan) -> list[dg.RunRequest]:
 
 
 @dg.sensor(
-    jobs=[ingest_job, purge_job],
+    jobs=[ingest_job, purge_job, models_job],
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Reads sources.yaml: adds a partition per new source, removes (and purges) deleted ones, requests an "
@@ -108,7 +108,10 @@ def sources_sensor(context: dg.SensorEvaluationContext, sources: SourcesResource
 
     requests: list[dg.DynamicPartitionsRequest] = []
     if plan.add and not instance.has_dynamic_partition(VARIANTS_PARTITION, DEFAULT_VARIANT):
+        # The default variant, and a run recording its model cards (upstream of its embeddings and index).
         requests.append(dg.AddDynamicPartitionsRequest(VARIANTS_PARTITION, [DEFAULT_VARIANT]))
+        runs.append(dg.RunRequest(job_name=models_job.name, partition_key=DEFAULT_VARIANT, run_key=f"models:{DEFAULT_VARIANT}",
+                                  tags={"rag/trigger": "sensor"}))
     if plan.add:
         requests.append(dg.AddDynamicPartitionsRequest(SOURCES_PARTITION, plan.add))
     if plan.remove:
