@@ -47,6 +47,8 @@ def test_each_model_has_its_own_cache_file(tmp_path: Path):
 
 
 def test_sizes_come_from_the_packaged_files_without_loading_a_model():
+    local_embedding.load_sentence_transformer.cache_clear()  # another test of this process may have loaded them
+    local_embedding.load_e5.cache_clear()
     assert {m: local_embedding.model_dimension(m) for m in MODELS} == dict.fromkeys(MODELS, 384)
     assert local_embedding.model_max_tokens("all-MiniLM-L6-v2-int8") == local_embedding.model_max_tokens("all-MiniLM-L6-v2") == 256
     header = local_embedding.read_e5_header(local_embedding.weights_file(E5), with_vocab=False)

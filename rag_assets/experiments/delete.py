@@ -1,9 +1,10 @@
 """`rag experiment delete FILE`: remove an experiment's variants and what only they stored.
 
-What goes: the variants' dynamic partitions with their materialization history (over GraphQL), the Parquet
+What goes: the variants' dynamic partitions and their runs with the materializations they recorded (over
+GraphQL), the Parquet
 partitions, embedding-cache folders and Milvus collections of ingestion settings that no remaining variant
-uses, and the variants' registry entries. What stays: the default variant and its data (never deleted),
-data a remaining variant shares, and the runs themselves (their logs; the default variant's evaluations).
+uses, and the variants' registry entries. What stays: the default variant, its data and its runs (never
+deleted), and data a remaining variant shares.
 Without `--yes` it only prints the plan.
 """
 
@@ -21,12 +22,16 @@ from rag_assets.variants import DEFAULT_VARIANT, VariantSettings, load_registry,
 
 DELETE_PARTITIONS = """
 mutation DeletePartitions($selector: RepositorySelector!, $name: String!, $keys: [String!]!) {
-  deleteDynamicPartitions(repositorySelector: $selector, partitionsDefName: $name, partitionKeys: $keys, wipeMaterializations: true) {
+  deleteDynamicPartitions(repositorySelector: $selector, partitionsDefName: $name, partitionKeys: $keys) {
     __typename
     ... on UnauthorizedError { message }
     ... on PythonError { message }
   }
 }"""
+VARIANT_RUNS = """
+query VariantRuns($tags: [ExecutionTag!]) { runsOrError(filter: {tags: $tags}) { __typename ... on Runs { results { runId } } } }"""
+DELETE_RUN = """
+mutation DeleteRun($runId: String!) { deleteRun(runId: $runId) { __typename ... on PythonError { message } } }"""
 
 
 @dataclass
@@ -74,6 +79,12 @@ def delete_experiment(variants: list[VariantSettings], client: Client, yes: bool
         outcome = result["deleteDynamicPartitions"]
         if outcome["__typename"] != "DeleteDynamicPartitionsSuccess":
             raise ClientError(f"deleting the variants' partitions failed ({outcome['__typename']}): {outcome.get('message', '')}")
+        for name in plan.variants:  # their runs, with the materializations (evaluations included) they recorded
+            runs = client._graphql(VARIANT_RUNS, {"tags": [{"key": "variant", "value": name}]})["runsOrError"]
+            for run in runs.get("results", []):
+                deleted = client._graphql(DELETE_RUN, {"runId": run["runId"]})["deleteRun"]
+                if deleted["__typename"] != "DeletePipelineRunSuccess":
+                    raise ClientError(f"deleting run {run['runId']} of variant {name!r} failed ({deleted['__typename']})")
     for name in plan.collections:
         milvus.drop_collection(name)
     for path in plan.files:

@@ -133,7 +133,7 @@ def run_rows(instance, limit: int = 100_000) -> list[dict]:
         started, ended = rec.start_time, rec.end_time
         rows.append({
             "run_id": run.run_id, "job_name": run.job_name, "status": run.status.value,
-            "source": run.tags.get("dagster/partition"), "created_at": _naive_utc(rec.create_timestamp),
+            "source": run.tags.get("rag/source") or run.tags.get("dagster/partition/source") or run.tags.get("dagster/partition"), "created_at": _naive_utc(rec.create_timestamp),
             "started_at": _naive_utc(started), "ended_at": _naive_utc(ended),
             "duration_s": round(ended - started, 3) if started and ended else None,
         })
