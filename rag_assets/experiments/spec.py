@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rag_assets.sources.spec import SOURCE_NAME_PATTERN
+from rag_assets.sources.spec import SOURCE_NAME_PATTERN, error_location
 from rag_assets.variants import DEFAULT_SETTINGS, DEFAULT_VARIANT, VariantSettings
 
 EXPERIMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -56,21 +56,6 @@ class ExperimentFile(BaseModel):
         return self
 
 
-def _where(loc: tuple, data: object) -> str:
-    """`variants[1] (name 'c128').chunk_overlap` for a pydantic error location."""
-    out, node = "", data
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            if isinstance(node, dict) and isinstance(node.get("name"), str):
-                out += f" (name {node['name']!r})"
-        else:
-            out += f".{part}" if out else str(part)
-            node = node.get(part) if isinstance(node, dict) else None
-    return out
-
-
 def parse_experiment(text: str, path: Path) -> ExperimentFile:
     """Validate the text of an experiment file; `ExperimentError` with one line naming `path` and the field."""
     try:
@@ -88,7 +73,7 @@ def parse_experiment(text: str, path: Path) -> ExperimentFile:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         msg = first["msg"].removeprefix("Value error, ")
-        where = _where(tuple(first["loc"]), data)
+        where = error_location(tuple(first["loc"]), data)
         raise ExperimentError(" ".join(f"{path}: {where + ': ' if where else ''}{msg}{more}".split())) from None
 
 

@@ -97,8 +97,8 @@ def sources_file_path() -> Path:
     return Path(os.environ.get("RAG_SOURCES", DEFAULT_SOURCES_FILE)).resolve()
 
 
-def _where(loc: tuple, data: object) -> str:
-    """`sources[1] (name 'docs').kind` for a pydantic error location."""
+def error_location(loc: tuple, data: object) -> str:
+    """`sources[1] (name 'docs').kind` for a pydantic error location (any YAML list of named entries)."""
     out, node = "", data
     for part in loc:
         if isinstance(part, int):
@@ -131,7 +131,7 @@ def parse_sources(text: str, path: Path) -> SourcesFile:
         first = exc.errors()[0]
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         msg = first["msg"].removeprefix("Value error, ")
-        where = _where(tuple(first["loc"]), data)
+        where = error_location(tuple(first["loc"]), data)
         raise SourcesFileError(f"{path}: {where + ': ' if where else ''}{msg}{more}".replace("\n", " ")) from None
 
 
