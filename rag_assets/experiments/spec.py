@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rag_assets.sources.spec import SOURCE_NAME_PATTERN, error_location
+from rag_assets.sources.spec import SOURCE_NAME_PATTERN, error_location, yaml_problem
 from rag_assets.variants import DEFAULT_SETTINGS, DEFAULT_VARIANT, VariantSettings
 
 EXPERIMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -61,10 +61,7 @@ def parse_experiment(text: str, path: Path) -> ExperimentFile:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ExperimentError(f"{path}: YAML syntax error{where}: {problem}") from None
+        raise ExperimentError(f"{path}: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise ExperimentError(f"{path}: expected a mapping with name, sources and variants, found {type(data).__name__}")
     try:

@@ -97,6 +97,14 @@ def sources_file_path() -> Path:
     return Path(os.environ.get("RAG_SOURCES", DEFAULT_SOURCES_FILE)).resolve()
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """`YAML syntax error at line 3, column 5: <problem>` for a config file that does not parse."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"YAML syntax error{where}: {problem}"
+
+
 def error_location(loc: tuple, data: object) -> str:
     """`sources[1] (name 'docs').kind` for a pydantic error location (any YAML list of named entries)."""
     out, node = "", data
@@ -117,10 +125,7 @@ def parse_sources(text: str, path: Path) -> SourcesFile:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SourcesFileError(f"{path}: YAML syntax error{where}: {problem}") from None
+        raise SourcesFileError(f"{path}: {yaml_problem(exc)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
