@@ -21,7 +21,7 @@ from bench.common import machine, median, require_scifact, timer  # noqa: E402
 from rag_assets.chunking import Chunker, ChunkSettings  # noqa: E402
 from rag_assets.sources.beir import load_beir  # noqa: E402
 from rag_assets.sources.spec import SourceSpec  # noqa: E402
-from resources import local_embedding  # noqa: E402
+from rag_assets.embedding import bundled  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -41,11 +41,11 @@ def main() -> None:
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-    tokenizer = local_embedding.load_tokenizer(MODEL)
+    tokenizer = bundled.load_tokenizer(MODEL)
     untruncated = Tokenizer.from_str(tokenizer.to_str())  # as the Chunker does: a truncating sizer would see every text fit
     untruncated.no_truncation()
     untruncated.no_padding()
-    hf_tok = AutoTokenizer.from_pretrained(str(local_embedding.local_model_dir(MODEL)), local_files_only=True)
+    hf_tok = AutoTokenizer.from_pretrained(str(bundled.local_model_dir(MODEL)), local_files_only=True)
     ours: list[float] = []
     bare: list[float] = []
     theirs: list[float] = []

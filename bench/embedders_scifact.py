@@ -26,7 +26,8 @@ from rag_assets.eval.metrics import evaluate  # noqa: E402
 from rag_assets.eval.run import CHUNK_HITS, retrieve_run  # noqa: E402
 from rag_assets.pipeline import Workspace  # noqa: E402
 from rag_assets.retrieval import RetrievalSettings, Retriever  # noqa: E402
-from resources import EmbedderResource, local_embedding  # noqa: E402
+from rag_assets.embedding import bundled
+from resources import EmbedderResource  # noqa: E402
 
 SOURCE = "scifact"
 SAMPLE = 256  # chunks timed for the throughput figure
@@ -42,9 +43,9 @@ def stored(ws: Workspace, asset: str) -> pl.DataFrame:
 
 def throughput(model: str, texts: list[str], batch_size: int) -> float:
     """Chunks per second embedding `texts` (the model already loaded and warm)."""
-    local_embedding.encode(model, texts[:8], batch_size=batch_size)
+    bundled.encode(model, texts[:8], batch_size=batch_size)
     started = time.perf_counter()
-    local_embedding.encode(model, texts, batch_size=batch_size)
+    bundled.encode(model, texts, batch_size=batch_size)
     return len(texts) / (time.perf_counter() - started)
 
 
@@ -86,7 +87,7 @@ def score_model(model: str, root: Path, cache_dir: Path, work: Path, batch_size:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--models", default=",".join(local_embedding.LOCAL_MODELS))
+    parser.add_argument("--models", default=",".join(bundled.LOCAL_MODELS))
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "rag-assets" / "embeddings"))
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()

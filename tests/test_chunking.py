@@ -13,7 +13,7 @@ import pytest
 
 from rag_assets.chunking import CHUNK_SCHEMA, Chunker, ChunkSettings, heading_path_at, heading_spans
 from rag_assets.sources.document import DOCUMENT_SCHEMA
-from resources import local_embedding
+from rag_assets.embedding import bundled
 
 MODEL = "all-MiniLM-L6-v2"
 
@@ -26,12 +26,12 @@ def docs(rows: list[dict]) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return local_embedding.load_tokenizer(MODEL)
+    return bundled.load_tokenizer(MODEL)
 
 
 def test_chunks_respect_the_token_limit_counted_with_special_tokens(tokenizer):
     text = "\n\n".join(f"Paragraph {i}. " + "Milvus stores dense and sparse vectors for hybrid search. " * 6 for i in range(40))
-    chunker = Chunker(tokenizer, ChunkSettings(max_tokens=64, overlap=8), local_embedding.model_max_tokens(MODEL))
+    chunker = Chunker(tokenizer, ChunkSettings(max_tokens=64, overlap=8), bundled.model_max_tokens(MODEL))
     frame = chunker.chunk_frame(docs([{"doc_id": "d1", "title": "Vectors", "text": text}]))
     assert frame.height > 10
     assert frame["n_tokens"].max() <= 64
@@ -41,7 +41,7 @@ def test_chunks_respect_the_token_limit_counted_with_special_tokens(tokenizer):
 
 
 def test_limit_is_capped_by_the_model_max_sequence_length(tokenizer):
-    chunker = Chunker(tokenizer, ChunkSettings(max_tokens=4096, overlap=0), local_embedding.model_max_tokens(MODEL))
+    chunker = Chunker(tokenizer, ChunkSettings(max_tokens=4096, overlap=0), bundled.model_max_tokens(MODEL))
     assert chunker.limit == 256
 
 

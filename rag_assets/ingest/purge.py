@@ -33,8 +33,8 @@ from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, RETRY_TAGS
 from rag_assets.io_manager import PolarsParquetIOManager
 from rag_assets.jobs import PARQUET_ASSETS
 from rag_assets.storage import SCHEMA_PREFIX, StorageNames, schema_collection_name, stored_partitions
+from rag_assets.embedding.cache import forget_everywhere, truncate_wal
 from resources.embedder import EmbedderResource
-from resources.embedding_cache import forget_everywhere, truncate_wal
 from resources.milvus import MilvusResource
 from resources.sources import SourcesResource
 

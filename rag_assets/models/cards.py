@@ -56,17 +56,17 @@ def file_sha256(path: Path, cache_file: Path | None = None) -> str:
 
 def embedding_model_card(model: str) -> dict:
     """The card of a bundled local embedding model (ValueError for a name that is not bundled)."""
-    from resources import local_embedding
+    from rag_assets.embedding import bundled
 
-    spec = local_embedding.local_model(model)
-    weights = local_embedding.weights_file(model)
+    spec = bundled.local_model(model)
+    weights = bundled.weights_file(model)
     return {
         "name": model,
         "revision": f"{spec.package}=={version(spec.package)}",
         "weights_path": str(weights),
         "weights_sha256": file_sha256(weights),
-        "dimension": local_embedding.model_dimension(model),
-        "max_tokens": local_embedding.model_max_tokens(model),
+        "dimension": bundled.model_dimension(model),
+        "max_tokens": bundled.model_max_tokens(model),
         "runtime": spec.runtime,
         "query_prefix": spec.query_prefix,
         "passage_prefix": spec.passage_prefix,

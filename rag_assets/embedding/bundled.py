@@ -104,10 +104,10 @@ def encode(model: str, texts: list[str], device: str = "auto", batch_size: int =
     prefix = spec.query_prefix if query else spec.passage_prefix
     texts = [prefix + t for t in texts] if prefix else texts
     if spec.runtime == "onnxruntime":
-        from resources import onnx_embedding
+        from rag_assets.embedding import onnx_int8
 
-        session = onnx_embedding.load_session(str(weights_file(model)), onnx_embedding.cpu_cores())
-        return onnx_embedding.onnx_encode(session, load_tokenizer(model), texts, batch_size, model_max_tokens(model))
+        session = onnx_int8.load_session(str(weights_file(model)), onnx_int8.cpu_cores())
+        return onnx_int8.onnx_encode(session, load_tokenizer(model), texts, batch_size, model_max_tokens(model))
     vectors = load_sentence_transformer(model, device).encode(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
