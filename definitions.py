@@ -6,6 +6,7 @@ import os
 
 import dagster as dg
 
+from rag_assets.deployment import executor_def, load_settings as read_deployment_settings
 from rag_assets.ingest.chunks import chunks
 from rag_assets.ingest.documents import documents
 from rag_assets.ingest.embeddings import embeddings
@@ -28,12 +29,9 @@ from rag_assets.jobs import experiment_job, ingest_job, models_job, report_job
 
 
 def choose_executor() -> dg.ExecutorDefinition:
-    """`k8s_job_executor` (a pod per step, GPU tags honoured) only under a K8sRunLauncher; else multiprocess."""
-    if os.environ.get("RAG_EXECUTOR", "").lower() == "k8s":
-        from dagster_k8s import k8s_job_executor
-
-        return k8s_job_executor
-    return dg.multiprocess_executor
+    """The deployment settings' executor (deploy/settings.yaml, `$RAG_EXECUTOR` overriding it): multiprocess in dev,
+    `k8s_job_executor` (a pod per step, placed by its op tags) under a K8sRunLauncher."""
+    return executor_def(read_deployment_settings())
 
 
 def env_secret(name: str) -> dg.EnvVar | str:

@@ -41,7 +41,8 @@ def test_executor_is_chosen_by_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("RAG_EXECUTOR", raising=False)
     assert definitions.choose_executor() is dg.multiprocess_executor
     monkeypatch.setenv("RAG_EXECUTOR", "k8s")
-    assert definitions.choose_executor() is k8s_job_executor
+    chosen = definitions.choose_executor()
+    assert chosen.name == "k8s" and chosen.executor_creation_fn is k8s_job_executor.executor_creation_fn
 
 
 def test_sensor_schedule_and_jobs_are_registered_and_running_by_default():

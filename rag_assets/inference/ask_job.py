@@ -16,6 +16,7 @@ from typing import Literal
 import dagster as dg
 import polars as pl
 
+from rag_assets.deployment import run_placement
 from rag_assets.ingest.variant_embedder import model_of
 from rag_assets.models.ranker_asset import trained_ranker
 from rag_assets.storage import collection_for
@@ -144,7 +145,7 @@ def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, ll
     )
 
 
-@dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "ask"},
+@dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "ask", **run_placement("inference")},
         description="Multi-query RAG: rephrase, retrieve for each, de-duplicate, rank, answer with sources.")
 def ask_job():
     plan = retrieve_original()

@@ -8,7 +8,7 @@ import polars as pl
 
 from rag_assets.chunking import Chunker, ChunkSettings
 from rag_assets.variants import VariantSettings
-from rag_assets.ingest.k8s import CPU_OP_TAGS
+from rag_assets.ingest.k8s import placement
 from rag_assets.ingest.partitions import IngestPartition, ingest_partitions
 from rag_assets.ingest.variant_embedder import embedder_for
 from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
@@ -40,7 +40,7 @@ def chunk_documents(
     partitions_def=ingest_partitions,
     code_version=CODE_VERSIONS["chunks"],
     group_name="ingestion",
-    op_tags=CPU_OP_TAGS,
+    op_tags=placement("cpu"),
     kinds={"python", "parquet"},
     description="Chunks of one source's documents: at most `max_tokens` model tokens each (special tokens "
     "included), split on Markdown structure, titled, with heading path and position. Ids are content hashes.",

@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from rag_assets.metadata import frame_table
-from rag_assets.ingest.k8s import CPU_OP_TAGS
+from rag_assets.ingest.k8s import placement
 from rag_assets.ingest.partitions import IngestPartition, ingest_partitions
 from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
 from rag_assets.sources import load_source
@@ -21,7 +21,7 @@ FAILURE_COLUMNS = {"locator": "the input, relative to its configured path", "err
     partitions_def=ingest_partitions,
     code_version=CODE_VERSIONS["documents"],
     group_name="ingestion",
-    op_tags=CPU_OP_TAGS,
+    op_tags=placement("cpu"),
     kinds={"python", "parquet"},
     description="Documents of one source (a partition per source in sources.yaml and variant): doc_id, link, title, "
     "text, content hash, updated_at, sensitivity. Inputs that could not be read are rows with `error` set.",

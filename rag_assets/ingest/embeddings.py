@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from rag_assets.ingest.k8s import GPU_OP_TAGS
+from rag_assets.ingest.k8s import placement
 from rag_assets.ingest.partitions import MODEL_OF_VARIANT, IngestPartition, ingest_partitions
 from rag_assets.ingest.variant_embedder import embedder_for
 from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
@@ -33,7 +33,7 @@ def embedding_frame(chunks: pl.DataFrame, vectors: np.ndarray) -> pl.DataFrame:
     deps=[MODEL_OF_VARIANT],
     group_name="ingestion",
     kinds={"pytorch", "parquet"},
-    op_tags=GPU_OP_TAGS,
+    op_tags=placement("embedding"),
     description="A normalised vector per chunk from the configured embedding model (default local "
     "all-MiniLM-L6-v2). Unchanged chunks come from the cache keyed by (model, text hash): never embedded twice.",
     check_specs=[dg.AssetCheckSpec(DIMENSION_MATCHES, asset="embeddings", description="Vector dimension equals the model's.")],

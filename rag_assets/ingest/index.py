@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from rag_assets.index_store import count_for_source, ensure_collection, index_parameters, sync_source
-from rag_assets.ingest.k8s import CPU_OP_TAGS
+from rag_assets.ingest.k8s import placement
 from rag_assets.ingest.partitions import MILVUS_WRITE_POOL, MODEL_OF_VARIANT, IngestPartition, ingest_partitions
 from rag_assets.ingest.variant_embedder import embedder_for
 from rag_assets.ingest.versions import CODE_VERSIONS, frame_version
@@ -23,7 +23,7 @@ COUNT_MATCHES = "count_matches_chunks"
     code_version=CODE_VERSIONS["index"],
     deps=[MODEL_OF_VARIANT],  # the collection is named for the model and holds its vectors
     group_name="ingestion",
-    op_tags=CPU_OP_TAGS,
+    op_tags=placement("cpu"),
     pool=MILVUS_WRITE_POOL,
     kinds={"milvus"},
     description="The source's chunks in the Milvus collection named for the embedding model and the variant's ingestion settings: dense vectors "

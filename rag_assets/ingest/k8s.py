@@ -1,18 +1,13 @@
-"""Kubernetes placement for ops: GPU only where it pays (the embedding step).
+"""Op placement on Kubernetes, from the deployment settings (rag_assets/deployment.py, deploy/settings.yaml).
 
-Run-level `dagster-k8s/config` tags never reach step pods under `k8s_job_executor`, so these go in
-the asset's `op_tags`. The executor is chosen by environment in `definitions.py`.
+Run-level `dagster-k8s/config` tags never reach step pods under `k8s_job_executor`, so an asset declares its
+workload in its `op_tags` (`placement("embedding")`); the settings decide whether that means a GPU node.
+`GPU_OP_TAGS` and `CPU_OP_TAGS` are the two shapes under the settings in force.
 """
 
-GPU_OP_TAGS = {
-    "dagster-k8s/config": {
-        "container_config": {"resources": {"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}}},
-        "pod_spec_config": {
-            "node_selector": {"nvidia.com/gpu.present": "true"},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        },
-    }
-}
-CPU_OP_TAGS = {
-    "dagster-k8s/config": {"container_config": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}}
-}
+from rag_assets.deployment import placement
+
+GPU_OP_TAGS = placement("embedding")
+CPU_OP_TAGS = placement("cpu")
+
+__all__ = ["CPU_OP_TAGS", "GPU_OP_TAGS", "placement"]

@@ -1,4 +1,8 @@
-"""The routing policy: named tiers of ordered candidates, read from a YAML file users edit."""
+"""The routing policy: named tiers of ordered candidates, read from a YAML file users edit.
+
+Where the step runs may reorder a tier: `node_preferences` names, per node kind (`$RAG_NODE_KIND`, which the
+deployment's placement sets in each pod: `gpu` or `cpu`, see rag_assets/deployment.py), the candidates tried first
+there; the rest keep their listed order. Every other rule (credentials, limits, sensitivity) still applies."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rag_assets.deployment import NodeKind, current_node_kind
 
 Provider = Literal["local", "openai", "gemini"]
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "llm_policy.yaml"  # the repository's, users edit it
@@ -92,11 +98,26 @@ class Policy(BaseModel):
     tiers: dict[str, list[Candidate]]
     retry: RetryPolicy = RetryPolicy()
     budget: Budget = Budget()
+    node_preferences: dict[NodeKind, dict[str, list[str]]] = Field(
+        default_factory=dict, description="Per node kind, per tier: the candidates tried first on that kind of node.")
 
-    def candidates(self, tier: str) -> list[Candidate]:
+    @model_validator(mode="after")
+    def _preferences_name_candidates(self) -> "Policy":
+        for kind, tiers in self.node_preferences.items():
+            for tier, names in tiers.items():
+                known = {c.name for c in self.tiers.get(tier, [])}
+                if tier not in self.tiers or not set(names) <= known:
+                    raise ValueError(f"node_preferences.{kind}.{tier}: {names} must name candidates of tier {tier!r} "
+                                     f"({sorted(known) if tier in self.tiers else 'no such tier'})")
+        return self
+
+    def candidates(self, tier: str, node_kind: NodeKind | None = None) -> list[Candidate]:
+        """The tier's candidates in the order to try them on this node (`node_kind`, default `$RAG_NODE_KIND`)."""
         if tier not in self.tiers:
             raise KeyError(f"unknown tier {tier!r}; the policy has {sorted(self.tiers)}")
-        return self.tiers[tier]
+        listed = self.tiers[tier]
+        first = self.node_preferences.get(node_kind or current_node_kind(), {}).get(tier, [])
+        return [c for name in first for c in listed if c.name == name] + [c for c in listed if c.name not in first]
 
 
 def load_policy(path: Path | None = None) -> Policy:

@@ -13,7 +13,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from rag_assets.ingest.k8s import GPU_OP_TAGS
+from rag_assets.ingest.k8s import placement
 from rag_assets.ingest.versions import CODE_VERSIONS
 from rag_assets.ranker import RankerModel
 from rag_assets.storage import collection_name, names_for, ranker_path
@@ -44,7 +44,7 @@ def trained_ranker(variant: VariantSettings) -> RankerModel | None:
     group_name="models",
     kinds={"python", "numpy"},
     code_version=CODE_VERSIONS["ranker_model"],
-    op_tags=GPU_OP_TAGS,
+    op_tags=placement("training"),
     description="A learned ranker over dense and BM25 candidates (pairwise logistic, linear), fitted on a labeled BEIR "
     "split; its held-out nDCG@10 against the untrained `auto` hybrid is recorded, gain or not. `fusion: ranker` uses it.",
 )
