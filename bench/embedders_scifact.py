@@ -26,7 +26,7 @@ from rag_assets.eval.metrics import evaluate  # noqa: E402
 from rag_assets.eval.run import CHUNK_HITS, retrieve_run  # noqa: E402
 from rag_assets.pipeline import Workspace  # noqa: E402
 from rag_assets.retrieval import RetrievalSettings, Retriever  # noqa: E402
-from rag_assets.embedding import bundled
+from rag_assets.embedding import bundled  # noqa: E402
 from resources import EmbedderResource  # noqa: E402
 
 SOURCE = "scifact"

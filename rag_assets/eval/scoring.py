@@ -26,12 +26,17 @@ class Scores:
 def score_retrieval(retriever: Retriever, queries: dict[str, str], qrels: dict[str, dict[str, int]], to_key: dict[str, str],
                     settings: RetrievalSettings, source: str) -> Scores:
     """Search each judged query alone (so latency is what one user waits), rank documents by their best
-    chunk, map doc ids to the labels' keys with `to_key`, and compute BEIR's metrics."""
+    chunk, map doc ids to the labels' keys with `to_key`, and compute BEIR's metrics.
+
+    `auto` fusion is first calibrated on the judged queries' texts (label-free, as `rag eval` does and as
+    the collection's own traffic does in production), so the score does not depend on query order."""
     settings = RetrievalSettings(mode=settings.mode, fusion=settings.fusion, dense_weight=settings.dense_weight,
                                  top_k=CHUNK_HITS, candidates=max(CHUNK_HITS, settings.candidates))
     run: dict[str, list[str]] = {}
     latency = []
     judged = [q for q in queries if q in qrels]
+    if settings.mode == "hybrid" and settings.fusion == "auto":
+        retriever.calibrate([queries[q] for q in judged], sources=[source])
     for qid in judged:
         started = time.perf_counter()
         hits = retriever.search([queries[qid]], settings, sources=[source])[0]

@@ -119,6 +119,7 @@ def evaluation(context: dg.AssetExecutionContext, config: EvaluationConfig, embe
         "variant": part.variant.name,
         "collection": collection,
         "embedding_model": embedder.model_id,
+        "fusion_dense_weight": round(retriever.dense_weight, 4) if settings.fusion == "auto" else settings.dense_weight,
         "eval_set": dg.MetadataValue.path(str(labels_dir)),
         "split": config.split,
         "variant_settings": dg.MetadataValue.json(part.variant.settings()),
