@@ -63,6 +63,20 @@ def _check_port_free(port: int, option: str) -> None:
                               f"or pass {option} with a free port") from exc
 
 
+def _check_postgres(url: str) -> None:
+    """The Dagster storage database answers (a psycopg2 URL; `postgresql+psycopg2://` is read as `postgresql://`)."""
+    import psycopg2
+
+    libpq_url = url.replace("postgresql+psycopg2://", "postgresql://", 1)
+    try:
+        psycopg2.connect(libpq_url, connect_timeout=5).close()
+    except psycopg2.Error as exc:
+        where = urlparse(libpq_url)
+        reason = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else type(exc).__name__
+        raise ClientError(f"cannot connect to PostgreSQL at {where.hostname}:{where.port or 5432}{where.path} ({reason}): "
+                          "start it, or fix --postgres-url / $RAG_DAGSTER_POSTGRES_URL") from exc
+
+
 def _dev(args: argparse.Namespace) -> int:
     from rag_assets.client import check_writable, read_sources
     from rag_assets.sources.spec import sources_file_path
@@ -75,9 +89,11 @@ def _dev(args: argparse.Namespace) -> int:
         raise ClientError(f"no workspace file at {workspace}: run `rag dev` in the project folder, or pass --workspace")
     _check_port_free(args.port, "--port")
     _check_port_free(args.milvus_port, "--milvus-port")
+    if args.postgres_url:
+        _check_postgres(args.postgres_url)
     from rag_assets.devserver import run_dev
 
-    return run_dev(home, args.port, args.milvus_port, sources, workspace)
+    return run_dev(home, args.port, args.milvus_port, sources, workspace, postgres_url=args.postgres_url or None)
 
 
 def _print_answer(result: dict, as_json: bool) -> None:
@@ -285,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--milvus-port", type=int, default=19530)
     dev.add_argument("--sources", default=None, help="the sources file (default: $RAG_SOURCES, else ./sources.yaml)")
     dev.add_argument("--workspace", default="workspace.yaml")
+    dev.add_argument("--postgres-url", default=os.environ.get("RAG_DAGSTER_POSTGRES_URL", ""),
+                     help="keep Dagster's runs, events and schedules in this PostgreSQL database, e.g. "
+                     "postgresql://user:pass@127.0.0.1:5432/dagster (default: $RAG_DAGSTER_POSTGRES_URL; unset: SQLite in --home)")
     dev.set_defaults(func=_dev)
 
     src = sub.add_parser("sources", help="the sources declared in the sources file: list them, remove some")

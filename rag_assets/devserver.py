@@ -38,6 +38,9 @@ from dagster._serdes import deserialize_value
 # - One slot per op pool: the `index` steps and the purge (pool `milvus_index`) take turns, since a purge on
 #   Milvus Lite rewrites the whole collection; at op granularity nothing else waits. A run that died holding
 #   the slot gives it back 5 s after monitoring ends it (`free_slots_after_run_end_seconds`).
+# - Storage: SQLite files in DAGSTER_HOME; with RAG_DAGSTER_POSTGRES_URL set (or `rag dev --postgres-url`), runs,
+#   events and schedules go to that PostgreSQL database instead (POSTGRES_STORAGE_YAML: the file names the variable,
+#   never the URL and its password).
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
@@ -77,6 +80,27 @@ concurrency:
     granularity: op
 """
 
+POSTGRES_URL_ENV = "RAG_DAGSTER_POSTGRES_URL"
+POSTGRES_STORAGE_YAML = f"""\
+storage:
+  postgres:
+    postgres_url:
+      env: {POSTGRES_URL_ENV}
+"""
+
+
+def dagster_yaml(postgres: bool = False) -> str:
+    """The dagster.yaml `rag dev` writes: SQLite storage in DAGSTER_HOME, or PostgreSQL at $RAG_DAGSTER_POSTGRES_URL."""
+    return DAGSTER_YAML + (POSTGRES_STORAGE_YAML if postgres else "")
+
+
+def sqlalchemy_postgres_url(url: str) -> str:
+    """`url` with psycopg2 named as its driver: SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg 3, which
+    dagster-postgres does not install."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql+psycopg2://{rest}" if sep and scheme in ("postgres", "postgresql") else url
+
+
 PREVIOUS_QUEUE_YAML = 'telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster._core.run_coordinator\n  class: QueuedRunCoordinator\n  config:\n    dequeue_interval_seconds: 1\n    dequeue_use_threads: true\n    dequeue_num_workers: 4\nrun_launcher:\n  module: rag_assets.devserver\n  class: DevRunLauncher\nrun_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  cancel_timeout_seconds: 60\n  poll_interval_seconds: 5\n  free_slots_after_run_end_seconds: 5\nrun_retries:\n  enabled: true\n  max_retries: 0\nconcurrency:\n  runs:\n    max_concurrent_runs: -1\n    tag_concurrency_limits:\n      - key: dagster/partition\n        value:\n          applyLimitPerUniqueValue: true\n        limit: 1\n  pools:\n    default_limit: 1\n    granularity: op\n'
 
 # Every dagster.yaml an earlier `rag dev` wrote: such a file is replaced by DAGSTER_YAML; any other is the user's.
@@ -89,17 +113,19 @@ PREVIOUS_DAGSTER_YAMLS = (
 )
 
 
-def ensure_dagster_yaml(path: Path) -> str | None:
-    """Write DAGSTER_YAML at `path` if missing or written by an earlier `rag dev`; else leave it and return a warning."""
+def ensure_dagster_yaml(path: Path, postgres: bool = False) -> str | None:
+    """Write `dagster_yaml(postgres)` at `path` if missing or written by a `rag dev` (this one, with the other storage,
+    or an earlier one); else leave it and return a warning."""
+    wanted = dagster_yaml(postgres)
     current = path.read_text() if path.exists() else None
-    if current is None or current in PREVIOUS_DAGSTER_YAMLS:
-        path.write_text(DAGSTER_YAML)
+    if current == wanted:
         return None
-    if current == DAGSTER_YAML:
+    if current is None or current in (*PREVIOUS_DAGSTER_YAMLS, dagster_yaml(not postgres)):
+        path.write_text(wanted)
         return None
     return (f"warning: {path} was not written by `rag dev` and is left as it is; without a run queue limited per "
             "`dagster/partition`, run monitoring and run retries, two runs of one source may overlap and a run whose "
-            f"worker died stays STARTED. To get them, add (or merge) what `rag dev` writes:\n{DAGSTER_YAML}")
+            f"worker died stays STARTED. To get them, add (or merge) what `rag dev` writes:\n{wanted}")
 
 
 class DevRunLauncher(DefaultRunLauncher):
@@ -203,7 +229,9 @@ class DevStack:
     def start_dagster(self, timeout_s: float = 180) -> None:
         """Start (or restart, on the same DAGSTER_HOME) `dagster dev`, writing or upgrading its dagster.yaml first."""
         env = self.environment()
-        warning = ensure_dagster_yaml(self.dagster_home / "dagster.yaml")
+        if env.get(POSTGRES_URL_ENV):
+            env[POSTGRES_URL_ENV] = sqlalchemy_postgres_url(env[POSTGRES_URL_ENV])
+        warning = ensure_dagster_yaml(self.dagster_home / "dagster.yaml", postgres=bool(env.get(POSTGRES_URL_ENV)))
         if warning:
             print(warning, file=sys.stderr)
         dagster_log = self._out("dagster.log")
@@ -266,14 +294,17 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_dev(home: Path, port: int, milvus_port: int, sources: Path, workspace: Path) -> int:
-    """Start the stack in the foreground; stop both servers on exit, Ctrl-C or SIGTERM."""
+def run_dev(home: Path, port: int, milvus_port: int, sources: Path, workspace: Path, postgres_url: str | None = None) -> int:
+    """Start the stack in the foreground; stop both servers on exit, Ctrl-C or SIGTERM. With `postgres_url`
+    (else $RAG_DAGSTER_POSTGRES_URL), Dagster's storage is that PostgreSQL database instead of SQLite files."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    stack = DevStack(home, port, milvus_port, sources, workspace)
+    stack = DevStack(home, port, milvus_port, sources, workspace, env={POSTGRES_URL_ENV: postgres_url} if postgres_url else None)
+    storage = "PostgreSQL" if postgres_url or os.environ.get(POSTGRES_URL_ENV) else "SQLite"
     try:
         stack.start(timeout_s=600)
         print(f"milvus-lite server on {stack.milvus_uri} (data in {stack.home / 'milvus'})", file=sys.stderr)
-        print(f"dagster dev on {stack.url} (DAGSTER_HOME={stack.home / 'dagster_home'}); Ctrl-C stops both", file=sys.stderr)
+        print(f"dagster dev on {stack.url} (DAGSTER_HOME={stack.home / 'dagster_home'}, {storage} storage); Ctrl-C stops both",
+              file=sys.stderr)
         return stack.wait()
     except KeyboardInterrupt:
         return 0
