@@ -93,7 +93,8 @@ def _dev(args: argparse.Namespace) -> int:
         _check_postgres(args.postgres_url)
     from rag_assets.devserver import run_dev
 
-    return run_dev(home, args.port, args.milvus_port, sources, workspace, postgres_url=args.postgres_url or None)
+    return run_dev(home, args.port, args.milvus_port, sources, workspace, postgres_url=args.postgres_url or None,
+                   model_servers=not args.no_model_servers)
 
 
 def _print_answer(result: dict, as_json: bool) -> None:
@@ -301,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--milvus-port", type=int, default=19530)
     dev.add_argument("--sources", default=None, help="the sources file (default: $RAG_SOURCES, else ./sources.yaml)")
     dev.add_argument("--workspace", default="workspace.yaml")
+    dev.add_argument("--no-model-servers", action="store_true",
+                     help="do not start the embedding server: every run loads its model itself")
     dev.add_argument("--postgres-url", default=os.environ.get("RAG_DAGSTER_POSTGRES_URL", ""),
                      help="keep Dagster's runs, events and schedules in this PostgreSQL database, e.g. "
                      "postgresql://user:pass@127.0.0.1:5432/dagster (default: $RAG_DAGSTER_POSTGRES_URL; unset: SQLite in --home)")

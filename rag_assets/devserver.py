@@ -24,6 +24,8 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
 from dagster._serdes import deserialize_value
 
+from rag_assets.model_servers import ServerProcess, ServerSpec, default_specs
+
 # The instance `rag dev` writes into DAGSTER_HOME (see docs/operations.md):
 # - Runs go through Dagster's run queue so that two runs writing one partition never overlap: at most one
 #   in-progress run per value of `dagster/partition` (`<source>|<variant>`: every ingest or experiment run,
@@ -180,17 +182,20 @@ def bin_path(name: str) -> str:
 
 
 class DevStack:
-    """Milvus Lite server + `dagster dev` (webserver, daemon, code server) under one RAG_HOME.
+    """Milvus Lite server + `dagster dev` (webserver, daemon, code server) under one RAG_HOME, and with
+    `model_servers` the servers that hold the models for every run (`rag_assets.model_servers`).
 
-    `env` adds to the environment of both (tests set knobs such as RAG_MILVUS_WRITE_BATCH there).
+    `env` adds to the environment of all (tests set knobs such as RAG_MILVUS_WRITE_BATCH there).
     """
 
     def __init__(self, home: Path, port: int, milvus_port: int, sources: Path, workspace: Path, log_dir: Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, model_servers: list[ServerSpec] | None = None):
         self.home, self.port, self.milvus_port = home.resolve(), port, milvus_port
         self.sources, self.workspace = sources.resolve(), workspace.resolve()
         self.log_dir = log_dir
         self.env = dict(env or {})
+        self.model_servers = list(model_servers or [])
+        self.servers: list[ServerProcess] = []
         self.url = f"http://127.0.0.1:{port}"
         self.milvus_uri = f"http://127.0.0.1:{milvus_port}"
         self._milvus: subprocess.Popen | None = None
@@ -212,9 +217,20 @@ class DevStack:
         return (self.log_dir / name).open("ab")
 
     def start(self, timeout_s: float = 180) -> "DevStack":
+        self.start_model_servers(timeout_s)
         self.start_milvus()
         self.start_dagster(timeout_s)
         return self
+
+    def start_model_servers(self, timeout_s: float = 180) -> None:
+        """Start every model server, wait until each is healthy (model loaded), and hand its URL to the runs."""
+        for spec in self.model_servers:
+            server = ServerProcess(spec, free_port(), self.environment(), (self.log_dir or self.home / "logs") / f"{spec.name}-server.log")
+            server.start()
+            self.servers.append(server)
+        for server in self.servers:
+            server.wait_healthy(timeout_s)
+            self.env[server.spec.env_var] = server.url
 
     def start_milvus(self, timeout_s: float = 60) -> None:
         """Start (or restart, on the same data folder and port) the Milvus Lite server."""
@@ -268,6 +284,13 @@ class DevStack:
         raise TimeoutError(f"dagster dev at {self.url} not ready after {timeout_s:.0f}s")
 
     def stop(self) -> None:
+        try:
+            self._stop_stack()
+        finally:
+            for server in self.servers:
+                server.stop()
+
+    def _stop_stack(self) -> None:
         for proc in (self._dagster, self._milvus):
             if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -294,14 +317,19 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_dev(home: Path, port: int, milvus_port: int, sources: Path, workspace: Path, postgres_url: str | None = None) -> int:
-    """Start the stack in the foreground; stop both servers on exit, Ctrl-C or SIGTERM. With `postgres_url`
-    (else $RAG_DAGSTER_POSTGRES_URL), Dagster's storage is that PostgreSQL database instead of SQLite files."""
+def run_dev(home: Path, port: int, milvus_port: int, sources: Path, workspace: Path, postgres_url: str | None = None,
+            model_servers: bool = True) -> int:
+    """Start the stack in the foreground; stop every server on exit, Ctrl-C or SIGTERM. With `postgres_url`
+    (else $RAG_DAGSTER_POSTGRES_URL), Dagster's storage is that PostgreSQL database instead of SQLite files.
+    With `model_servers`, the models are served once for every run (runs load nothing themselves)."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    stack = DevStack(home, port, milvus_port, sources, workspace, env={POSTGRES_URL_ENV: postgres_url} if postgres_url else None)
+    stack = DevStack(home, port, milvus_port, sources, workspace, env={POSTGRES_URL_ENV: postgres_url} if postgres_url else None,
+                     model_servers=default_specs() if model_servers else None)
     storage = "PostgreSQL" if postgres_url or os.environ.get(POSTGRES_URL_ENV) else "SQLite"
     try:
         stack.start(timeout_s=600)
+        for server in stack.servers:
+            print(f"{server.spec.name} server on {server.url} ({server.spec.env_var}; log {server.log})", file=sys.stderr)
         print(f"milvus-lite server on {stack.milvus_uri} (data in {stack.home / 'milvus'})", file=sys.stderr)
         print(f"dagster dev on {stack.url} (DAGSTER_HOME={stack.home / 'dagster_home'}, {storage} storage); Ctrl-C stops both",
               file=sys.stderr)

@@ -29,6 +29,7 @@ class EmbedderResource(dg.ConfigurableResource):
     dimension_override: int | None = None  # remote models: the vector size, else probed once
     external: bool | None = None  # default: every provider but `local` is external
     chunk_tokens: int = 512  # remote models: chunk budget, counted with the local tokenizer
+    server_url: str = ""  # local: an embedding server holding the model (`rag dev` starts one); default $RAG_EMBEDDER_URL
 
     def embedder(self) -> Embedder:
         return Embedder(**{name: getattr(self, name) for name in Embedder.__dataclass_fields__})

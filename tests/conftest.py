@@ -56,6 +56,7 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 
 from rag_assets.devserver import DevStack, free_port as _free_port  # noqa: E402
+from rag_assets.model_servers import default_specs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = '{ runsOrError(filter: {pipelineName: "ingest"}) { ... on Runs { results { runId status } } } }'
@@ -69,7 +70,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory):
     sources.write_text(yaml.safe_dump({"sources": [
         {"name": "rag-assets-docs", "kind": "markdown", "paths": [str(REPO / "docs"), str(REPO / "README.md")]},
     ]}))
-    dev = DevStack(home, _free_port(), _free_port(), sources, REPO / "workspace.yaml", log_dir=home / "logs")
+    dev = DevStack(home, _free_port(), _free_port(), sources, REPO / "workspace.yaml", log_dir=home / "logs",
+                   model_servers=default_specs())  # as `rag dev` runs it
     try:
         dev.start(timeout_s=240)
         deadline = time.monotonic() + 600  # the sensor adds the partition and launches the ingest run

@@ -41,6 +41,21 @@ def test_rag_ask_over_graphql_returns_an_answer_with_real_sources(stack: DevStac
     assert out["timings"]["total_s"] > 0 and out["llm"]["llm_calls"] == 2  # one rewrite call, one answer call
 
 
+def test_runs_embed_on_the_model_server_and_fall_back_to_loading_without_it(stack: DevStack):
+    """`rag dev` holds the embedding model in its server: an ask run embeds there (its request count rises).
+    A run pointed at a server that is not there loads the model itself and still answers."""
+    (server,) = [s for s in stack.servers if s.spec.name == "embedder"]
+    before = httpx.get(f"{server.url}/health").json()
+    served = client.ask("What does the index asset store?", url=stack.url, timeout_s=400, n_rephrasings=1, max_tokens=16)
+    during = httpx.get(f"{server.url}/health").json()
+    assert served["sources"] and during["requests"] > before["requests"]
+    config = client.ask_run_config("What does the index asset store?", n_rephrasings=0, max_tokens=16)
+    config["resources"] = {"embedder": {"config": {"server_url": f"http://127.0.0.1:{free_port()}"}}}
+    fallback = client.Client(stack.url).run_and_wait(client.ASK_JOB.name, config, client.ASK_JOB.result_step, 400)
+    assert fallback["sources"] and all(is_demo_source(s["link"]) for s in fallback["sources"])
+    assert httpx.get(f"{server.url}/health").json()["requests"] == during["requests"]
+
+
 def test_four_questions_at_once_each_get_their_own_answer(stack: DevStack):
     questions = ["What does the index asset store?", "How are chunk ids computed?",
                  "Why run a Milvus Lite server in development?", "What happens when a source is removed?"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,9 +17,32 @@ from rag_assets.hashing import text_hash
 from rag_assets.llm.types import SensitiveDataError
 from rag_assets.settings import rag_home
 
+SERVER_URL_ENV = "RAG_EMBEDDER_URL"
+log = logging.getLogger(__name__)
+
 
 def slug(value: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", value.lower()).strip("_")
+
+
+class ServerUnavailable(Exception):
+    """The embedding server cannot serve this call (down, or not serving the model): embed in-process."""
+
+
+def server_encode(url: str, model: str, texts: list[str], query: bool, dimension: int, timeout_s: float = 120.0) -> np.ndarray:
+    """Embed on an embedding server (`rag_assets.embedding.server`); `ServerUnavailable` if it cannot."""
+    import httpx
+
+    from rag_assets.embedding.server import decode_vectors
+
+    body = {"model": model, "input": texts, "encoding_format": "base64", "input_type": "query" if query else "passage"}
+    try:
+        response = httpx.post(f"{url.rstrip('/')}/v1/embeddings", json=body, timeout=timeout_s)
+    except httpx.TransportError as exc:
+        raise ServerUnavailable(f"{url}: {exc}") from exc
+    if response.status_code != 200:
+        raise ServerUnavailable(f"{url}: HTTP {response.status_code} {response.text[:200]}")
+    return decode_vectors(response.json()["data"], dimension)
 
 
 @lru_cache(maxsize=8)
@@ -44,6 +69,7 @@ class Embedder:
     dimension_override: int | None = None
     external: bool | None = None
     chunk_tokens: int = 512
+    server_url: str = ""  # local: an embedding server already holding the model (default: $RAG_EMBEDDER_URL)
 
     @property
     def model_id(self) -> str:
@@ -95,13 +121,23 @@ class Embedder:
             return remote.openai_embed(texts, self.model, self.api_key, self.base_url)
         if self.provider == "gemini":
             return remote.gemini_embed(texts, self.model, self.api_key, self.base_url)
-        return bundled.encode(self.model, texts, self.device, self.batch_size)
+        return self._local(texts, query=False)
 
     def embed_queries(self, queries: list[str]) -> np.ndarray:
         """Embed search queries now: as `encode`, with the query prefix for a local model that needs one (e5)."""
         if self.provider == "local" and queries:
-            return bundled.encode(self.model, queries, self.device, self.batch_size, query=True)
+            return self._local(queries, query=True)
         return self.encode(queries)
+
+    def _local(self, texts: list[str], query: bool) -> np.ndarray:
+        """A bundled model: on the embedding server when one serves it (no model load in this process), else here."""
+        url = self.server_url or os.environ.get(SERVER_URL_ENV, "")
+        if url:
+            try:
+                return server_encode(url, self.model, texts, query, self.dimension)
+            except ServerUnavailable as exc:
+                log.warning("embedding server not used, embedding in this process: %s", exc)
+        return bundled.encode(self.model, texts, self.device, self.batch_size, query=query)
 
     def embed_documents(self, texts: list[str], hashes: list[str] | None = None, log=None,
                         sensitive: bool = False) -> tuple[np.ndarray, int]:
