@@ -176,6 +176,7 @@ def _sql_eval(args: argparse.Namespace) -> int:
     from rag_assets.inference.sql.assets import open_schema_index
     from rag_assets.inference.sql.evaluate import run_sql_eval
     from rag_assets.inference.sql.gold import GOLD
+    from rag_assets.inference.sql.gold_new import HELD_OUT
     from rag_assets.inference.sql.resource import WarehouseResource
     from resources import EmbedderResource, MilvusResource
     from resources.llm import LLMResource
@@ -188,8 +189,9 @@ def _sql_eval(args: argparse.Namespace) -> int:
     log = (lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr))
     with tempfile.TemporaryDirectory(prefix="rag-sql-eval-") as tmp:  # its own Milvus Lite file: never contends with `rag dev`
         index = open_schema_index(MilvusResource(uri=str(Path(tmp) / "schema.db")), EmbedderResource())
-        result = run_sql_eval(database, llm, index, GOLD[: args.limit] if args.limit else GOLD, n_rephrasings=args.rephrasings,
-                              max_tables=args.max_tables, log=log)
+        questions = HELD_OUT if args.held_out else GOLD
+        result = run_sql_eval(database, llm, index, questions[: args.limit] if args.limit else questions, n_rephrasings=args.rephrasings,
+                              max_tables=args.max_tables, log=log, constrained=not args.unconstrained)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -293,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--rephrasings", type=int, default=3)
     se.add_argument("--max-tables", type=int, default=3)
     se.add_argument("--limit", type=int, default=None, help="only the first N gold questions")
+    se.add_argument("--held-out", action="store_true", help="the held-out questions (written before tuning) instead of the gold ones")
+    se.add_argument("--unconstrained", action="store_true", help="free-text SQL, no grammar (as before issue 13)")
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(func=_sql_eval)
 

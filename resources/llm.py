@@ -20,7 +20,7 @@ from rag_assets.llm.ledger import Ledger
 from rag_assets.llm.policy import Budget, Candidate, Limits, Policy, load_policy
 from rag_assets.llm.providers import DEFAULT_MODELS, GeminiProvider, LocalProvider, OpenAIProvider
 from rag_assets.llm.router import Router
-from rag_assets.llm.types import Completion
+from rag_assets.llm.types import Completion, Constraint
 
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
 
@@ -44,6 +44,7 @@ class LLMResource(dg.ConfigurableResource):
 
     _router: Router | None = PrivateAttr(default=None)
     _providers: dict = PrivateAttr(default_factory=dict)
+    _pinned_copies: dict = PrivateAttr(default_factory=dict)
 
     def _keys(self) -> dict[str, str]:
         return {KEY_ENVS["openai"]: self.openai_api_key, KEY_ENVS["gemini"]: self.gemini_api_key}
@@ -82,6 +83,18 @@ class LLMResource(dg.ConfigurableResource):
             self._providers[c.name] = provider
         return self._providers[c.name]
 
+    def pinned_to(self, provider: str) -> "LLMResource":
+        """This resource pinned to `provider` (its default model), made once per resource instance so that
+        every op of a run shares its ledger; itself when `provider` is empty or already the pinned one."""
+        if not provider or provider == self.provider:
+            return self
+        if provider not in self._pinned_copies:
+            self._pinned_copies[provider] = self.model_copy(update={"provider": provider, "model": "", "external": None})
+            self._pinned_copies[provider]._router = None
+            self._pinned_copies[provider]._providers = {}
+            self._pinned_copies[provider]._pinned_copies = {}
+        return self._pinned_copies[provider]
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._make_router()
 
@@ -96,9 +109,11 @@ class LLMResource(dg.ConfigurableResource):
         return self._router
 
     def complete(self, prompt: str, *, tier: str = "strong", sensitive: bool = False, limits: Limits | None = None,
-                 system: str = "", max_tokens: int = 256, temperature: float = 0.0, stop: list[str] | None = None) -> Completion:
+                 system: str = "", max_tokens: int = 256, temperature: float = 0.0, stop: list[str] | None = None,
+                 constraint: Constraint | None = None) -> Completion:
+        """One routed completion; `constraint` (a grammar or JSON schema) goes to candidates that can enforce it."""
         return self.router.complete(tier, prompt, sensitive=sensitive, limits=limits, system=system,
-                                    max_tokens=max_tokens, temperature=temperature, stop=stop)
+                                    max_tokens=max_tokens, temperature=temperature, stop=stop, constraint=constraint)
 
     @property
     def ledger(self) -> Ledger:

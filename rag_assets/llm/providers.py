@@ -1,5 +1,10 @@
 """Providers behind one `complete` call: local llama.cpp, the `openai` SDK, the `google-genai` SDK.
 
+A call may carry a `Constraint` (a GBNF grammar and/or a JSON schema): each provider enforces the form it
+supports (llama.cpp: grammar, else the schema as a grammar; OpenAI chat: structured outputs; OpenAI
+completions API: a llama.cpp server's `grammar` field; Gemini: response schema) and raises `CandidateError`
+for a constraint it cannot enforce.
+
 Each maps its SDK's failures onto `RetryableError` (429, 5xx, timeout, connection, malformed
 output) or `CandidateError` (auth, bad request, unknown model) so the router can retry or fall back.
 SDK-level retries are off: the router owns retries.
@@ -10,8 +15,9 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 
-from rag_assets.llm.types import CandidateError, Completion, RetryableError
+from rag_assets.llm.types import CandidateError, Completion, Constraint, RetryableError
 
 DEFAULT_MODELS = {"local": "gemma-3-270m-q4_k_m", "openai": "gpt-4.1-mini", "gemini": "gemini-2.5-flash"}
 
@@ -24,6 +30,22 @@ def _retry_after(headers) -> float | None:
         return None
 
 
+def _unsupported(provider: str, constraint: Constraint) -> CandidateError:
+    forms = " and ".join(f for f, v in (("a grammar", constraint.grammar), ("a JSON schema", constraint.json_schema)) if v)
+    return CandidateError(f"{provider} cannot enforce {forms}")
+
+
+@lru_cache(maxsize=32)
+def _llama_grammar(grammar: str, json_schema: str):
+    """A compiled llama.cpp grammar (GBNF, or a JSON schema converted to GBNF); cached: questions repeat schemas."""
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_string(grammar, verbose=False) if grammar else LlamaGrammar.from_json_schema(json_schema, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise CandidateError(f"local model: invalid constraint: {exc}") from exc
+
+
 @dataclass
 class LocalProvider:
     """Completion-style prompts on the bundled GGUF (a small base model: chat templates are not relied on)."""
@@ -32,20 +54,25 @@ class LocalProvider:
     n_ctx: int = 4096
     model_path: str = ""
 
-    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float) -> Completion:
+    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float,
+                 constraint: Constraint | None = None) -> Completion:
         from rag_assets.llm.local_model import gguf_path, load_llama
 
         llm, lock = load_llama(self.model_path or str(gguf_path()), self.n_ctx)
         text = f"{system.strip()}\n\n{prompt}" if system else prompt
+        grammar = None
+        if constraint is not None:
+            grammar = _llama_grammar(constraint.grammar, "" if constraint.grammar else json.dumps(constraint.json_schema))
         started = time.perf_counter()
         with lock:
             try:
-                out = llm.create_completion(text, max_tokens=max_tokens, temperature=temperature, stop=stop or None, seed=0)
+                out = llm.create_completion(text, max_tokens=max_tokens, temperature=temperature, stop=stop or None, seed=0, grammar=grammar)
             except ValueError as exc:  # e.g. the prompt exceeds the context window
                 raise CandidateError(f"local model: {exc}") from exc
         usage = out.get("usage") or {}
+        by = "" if constraint is None else ("grammar" if constraint.grammar else "json_schema")
         return Completion(out["choices"][0]["text"], int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)),
-                          time.perf_counter() - started, "local", self.model)
+                          time.perf_counter() - started, "local", self.model, by)
 
 
 @dataclass
@@ -63,11 +90,26 @@ class OpenAIProvider:
         self._openai = openai
         self._client = openai.OpenAI(api_key=self.api_key or "unused", base_url=self.base_url or None, max_retries=0)
 
-    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float) -> Completion:
+    def _constrained(self, constraint: Constraint | None) -> tuple[dict, str]:
+        """Request arguments enforcing `constraint`, and the form enforced."""
+        if constraint is None:
+            return {}, ""
+        if self.api == "completions":
+            if constraint.grammar:  # llama.cpp's server reads a GBNF `grammar` next to the OpenAI fields
+                return {"extra_body": {"grammar": constraint.grammar}}, "grammar"
+        elif constraint.json_schema:
+            return {"response_format": {"type": "json_schema", "json_schema": {
+                "name": constraint.name, "schema": constraint.json_schema, "strict": True}}}, "json_schema"
+        raise _unsupported(f"openai {self.api} API", constraint)
+
+    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float,
+                 constraint: Constraint | None = None) -> Completion:
         openai = self._openai
+        extra, by = self._constrained(constraint)
         started = time.perf_counter()
         try:
-            extra = {"stop": stop} if stop else {}
+            if stop:
+                extra["stop"] = stop
             if self.api == "completions":
                 text_prompt = f"{system.strip()}\n\n{prompt}" if system else prompt
                 resp = self._client.completions.create(
@@ -100,7 +142,7 @@ class OpenAIProvider:
             raise RetryableError("openai malformed response: no choices", "malformed")
         usage = resp.usage
         return Completion(text, getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0,
-                          time.perf_counter() - started, "openai", self.model)
+                          time.perf_counter() - started, "openai", self.model, by)
 
 
 @dataclass
@@ -119,13 +161,19 @@ class GeminiProvider:
         options = types.HttpOptions(base_url=self.base_url) if self.base_url else None
         self._client = genai.Client(api_key=self.api_key or "unused", http_options=options)
 
-    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float) -> Completion:
+    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float,
+                 constraint: Constraint | None = None) -> Completion:
         import httpx
 
         types, errors = self._types, self._errors
+        schema = {}
+        if constraint is not None:
+            if not constraint.json_schema:
+                raise _unsupported("gemini", constraint)
+            schema = {"response_mime_type": "application/json", "response_json_schema": constraint.json_schema}
         config = types.GenerateContentConfig(
             max_output_tokens=max_tokens, temperature=temperature, stop_sequences=stop or None,
-            system_instruction=system or None, http_options=types.HttpOptions(timeout=int(timeout_s * 1000)),
+            system_instruction=system or None, http_options=types.HttpOptions(timeout=int(timeout_s * 1000)), **schema,
         )
         started = time.perf_counter()
         try:
@@ -147,4 +195,4 @@ class GeminiProvider:
             raise RetryableError("gemini malformed response: no candidate text", "malformed")
         usage = resp.usage_metadata
         return Completion(text, getattr(usage, "prompt_token_count", 0) or 0, getattr(usage, "candidates_token_count", 0) or 0,
-                          time.perf_counter() - started, "gemini", self.model)
+                          time.perf_counter() - started, "gemini", self.model, "json_schema" if schema else "")

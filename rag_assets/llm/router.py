@@ -13,6 +13,7 @@ from rag_assets.llm.types import (
     BudgetExceeded,
     CandidateError,
     Completion,
+    Constraint,
     NoCandidate,
     RetryableError,
     SensitiveDataError,
@@ -20,7 +21,8 @@ from rag_assets.llm.types import (
 
 
 class Provider(Protocol):
-    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float) -> Completion: ...
+    def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float,
+                 constraint: Constraint | None = None) -> Completion: ...
 
 
 ProviderFactory = Callable[[Candidate], Provider]
@@ -66,8 +68,11 @@ class Router:
             raise BudgetExceeded(f"run budget of ${b.max_cost_usd} is spent (${self.ledger.cost_usd:.4f} used)")
 
     def complete(self, tier: str, prompt: str, *, sensitive: bool = False, limits: Limits | None = None,
-                 system: str = "", max_tokens: int = 256, temperature: float = 0.0, stop: list[str] | None = None) -> Completion:
-        """One completion from the first candidate that fits and answers; raises a clear `LLMError` otherwise."""
+                 system: str = "", max_tokens: int = 256, temperature: float = 0.0, stop: list[str] | None = None,
+                 constraint: Constraint | None = None) -> Completion:
+        """One completion from the first candidate that fits and answers; raises a clear `LLMError` otherwise.
+
+        With a `constraint`, a candidate that cannot enforce it is rejected (`CandidateError`) and the next one tried."""
         limits = limits or Limits(max_tokens_out=max_tokens)
         retry = self.policy.retry
         failures: list[str] = []
@@ -83,7 +88,7 @@ class Router:
                 started = time.perf_counter()
                 try:
                     result = provider.complete(prompt, system=system, max_tokens=max_tokens, temperature=temperature,
-                                               stop=stop or [], timeout_s=retry.timeout_s)
+                                               stop=stop or [], timeout_s=retry.timeout_s, **({"constraint": constraint} if constraint else {}))
                 except RetryableError as exc:
                     self._record(tier, candidate, rule, exc.kind, attempt, time.perf_counter() - started)
                     failures.append(f"{candidate.name} {exc.kind}")

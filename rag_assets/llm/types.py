@@ -6,6 +6,26 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """What a completion may look like, for providers that can enforce it while decoding.
+
+    `grammar`: a llama.cpp GBNF grammar over the completion's text (the local model; an OpenAI-compatible
+    llama.cpp server on the completions API). `json_schema`: a JSON schema the answer must be an instance of
+    (OpenAI structured outputs, Gemini response schema; llama.cpp converts it to a grammar). A provider uses
+    the first form it supports, says which in `Completion.constrained_by`, and raises `CandidateError` when
+    it supports neither, so the router falls back to a candidate that does.
+    """
+
+    grammar: str = ""
+    json_schema: dict | None = None
+    name: str = "answer"  # the schema's name where a provider wants one (OpenAI)
+
+    def __post_init__(self) -> None:
+        if not self.grammar and not self.json_schema:
+            raise ValueError("a constraint needs a grammar or a JSON schema")
+
+
+@dataclass(frozen=True)
 class Completion:
     text: str
     tokens_in: int
@@ -13,6 +33,7 @@ class Completion:
     latency_s: float
     provider: str
     model: str
+    constrained_by: str = ""  # "", "grammar" or "json_schema": the form of the constraint the provider enforced
 
 
 class LLMError(Exception):

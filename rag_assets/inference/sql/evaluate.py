@@ -5,6 +5,9 @@ multiset of rows (order compared only when the gold SQL has a top-level ORDER BY
 compared normalised (numbers to 6 significant digits); columns may come in any order. A gold query
 that keeps the top rows (`ORDER BY ... LIMIT n`) accepts any rows tied with its n-th row on the sort
 keys: "which document has the most chunks?" has several right answers when two documents tie.
+
+Every question is filed under the shape of its gold SQL (`question_shape`: join, top-k, group, count,
+filter, aggregate, list), so a score says which kinds of question a model can answer.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sqlglot
 
 from rag_assets.inference.multi_query import rewrite_question
 from rag_assets.inference.sql import assistant
+from rag_assets.inference.sql.examples import pick_examples
 from rag_assets.inference.sql.executor import connect_readonly, run_query
 from rag_assets.inference.sql.gold import GOLD, GoldQuestion
 from rag_assets.inference.sql.schema_index import SchemaIndex
@@ -128,6 +132,28 @@ def same_top_rows(top: TopRows, got: list[list], ordered: bool) -> bool:
     return False
 
 
+SHAPES = ("count", "group", "filter", "join", "top-k", "aggregate", "list")
+
+
+def question_shape(gold_sql: str) -> str:
+    """The shape of a gold query, first match of: join, top-k (ORDER BY + LIMIT), group (GROUP BY),
+    count (a count without grouping), filter (WHERE), aggregate (another aggregate), list."""
+    tree = sqlglot.parse_one(gold_sql, read="duckdb")
+    if tree.find(sqlglot.exp.Join):
+        return "join"
+    if tree.args.get("order") and tree.args.get("limit"):
+        return "top-k"
+    if tree.args.get("group"):
+        return "group"
+    if tree.find(sqlglot.exp.Count):
+        return "count"
+    if tree.args.get("where"):
+        return "filter"
+    if tree.find(sqlglot.exp.AggFunc):
+        return "aggregate"
+    return "list"
+
+
 @dataclass
 class QuestionScore:
     question: str
@@ -137,6 +163,8 @@ class QuestionScore:
     error: str = ""
     tables: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    shape: str = ""
+    gold_empty: bool = False  # the gold answer has no rows: any query returning none scores as correct
 
 
 @dataclass
@@ -154,8 +182,17 @@ class SqlEvalResult:
     def accuracy(self) -> float:
         return round(self.correct / self.questions, 4) if self.questions else 0.0
 
+    def by_shape(self) -> dict[str, dict[str, int]]:
+        """Correct and asked questions per shape."""
+        out: dict[str, dict[str, int]] = {}
+        for s in self.scores:
+            row = out.setdefault(s.shape, {"correct": 0, "questions": 0})
+            row["correct"] += s.correct
+            row["questions"] += 1
+        return {shape: out[shape] for shape in SHAPES if shape in out}
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "accuracy": self.accuracy}
+        return {**asdict(self), "accuracy": self.accuracy, "by_shape": self.by_shape()}
 
 
 def gold_rows(database: Path, q: GoldQuestion) -> list[list]:
@@ -176,18 +213,23 @@ def is_correct(database: Path, q: GoldQuestion, got: list[list]) -> bool:
 
 
 def run_sql_eval(database: Path, llm, index: SchemaIndex, questions: list[GoldQuestion] = GOLD, n_rephrasings: int = 3,
-                 max_tables: int = 3, timeout_s: float = 10.0, log: Callable[[str], None] = lambda m: None) -> SqlEvalResult:
-    """Ask every gold question through the assistant's pipeline (`llm` is an `LLMResource`) and score it."""
+                 max_tables: int = 3, timeout_s: float = 10.0, log: Callable[[str], None] = lambda m: None,
+                 constrained: bool = True) -> SqlEvalResult:
+    """Ask every gold question through the assistant's pipeline (`llm` is an `LLMResource`) and score it;
+    `constrained=False` lets the model write free text (no grammar or schema, no examples), as before issue #13."""
     started = time.perf_counter()
     scores = []
     for i, q in enumerate(questions, 1):
         t0 = time.perf_counter()
         rewrites = rewrite_question(llm.complete, q.question, n_rephrasings, False)
         schema = assistant.select_schema(index, database, [q.question, *rewrites], max_tables)
-        _, sql = assistant.generate_sql(llm.complete, q.question, schema.schema, False)
+        examples = pick_examples(q.question) if constrained else None
+        _, sql = assistant.generate_sql(llm.complete, q.question, schema.schema, False, columns=schema.columns if constrained else None,
+                                        examples=examples)
         outcome = assistant.check_and_run(database, sql, MAX_ROWS, timeout_s, schema.known_tables)
         correct = outcome.ok and not outcome.truncated and is_correct(database, q, outcome.rows)
-        scores.append(QuestionScore(q.question, q.sql, outcome.sql, correct, outcome.error, schema.tables, round(time.perf_counter() - t0, 3)))
+        scores.append(QuestionScore(q.question, q.sql, outcome.sql, correct, outcome.error, schema.tables, round(time.perf_counter() - t0, 3),
+                                    question_shape(q.sql), not gold_rows(database, q)))
         log(f"[{i}/{len(questions)}] {'OK ' if correct else 'BAD'} {q.question} -> {outcome.sql!r}" + (f" ({outcome.error[:120]})" if outcome.error else ""))
     models = sorted(llm.ledger.totals()["llm_models"])
     return SqlEvalResult(str(database), len(scores), sum(s.correct for s in scores), sum(not s.error for s in scores), models, scores,
