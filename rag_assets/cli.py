@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--sources", default=None, help="the sources file (default: $RAG_SOURCES, else ./sources.yaml)")
     dev.add_argument("--workspace", default="workspace.yaml")
     dev.add_argument("--no-model-servers", action="store_true",
-                     help="do not start the embedding server: every run loads its model itself")
+                     help="start no model server (embedder, LLM): every run loads its models itself")
     dev.add_argument("--postgres-url", default=os.environ.get("RAG_DAGSTER_POSTGRES_URL", ""),
                      help="keep Dagster's runs, events and schedules in this PostgreSQL database, e.g. "
                      "postgresql://user:pass@127.0.0.1:5432/dagster (default: $RAG_DAGSTER_POSTGRES_URL; unset: SQLite in --home)")

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from rag_assets.embedding.embedder import SERVER_URL_ENV as EMBEDDER_URL_ENV
+from rag_assets.llm.providers import LLM_SERVER_URL_ENV
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 
@@ -36,8 +37,18 @@ def embedder_spec(model: str = DEFAULT_EMBEDDING_MODEL) -> ServerSpec:
                       lambda port: [sys.executable, "-m", "rag_assets.embedding.server", "--port", str(port), "--model", model])
 
 
+def llm_spec(n_ctx: int = 4096) -> ServerSpec:
+    """llama-cpp-python's OpenAI-compatible server on the bundled GGUF (assembled from its package first)."""
+    from rag_assets.llm.local_model import gguf_path
+
+    path = str(gguf_path())
+    return ServerSpec("llm", LLM_SERVER_URL_ENV, "/v1/models",
+                      lambda port: [sys.executable, "-m", "llama_cpp.server", "--model", path, "--host", "127.0.0.1", "--port", str(port),
+                                    "--n_ctx", str(n_ctx), "--n_threads", str(os.cpu_count() or 1), "--seed", "0"])
+
+
 def default_specs() -> list[ServerSpec]:
-    return [embedder_spec(os.environ.get("RAG_EMBEDDER_MODEL", DEFAULT_EMBEDDING_MODEL))]
+    return [embedder_spec(os.environ.get("RAG_EMBEDDER_MODEL", DEFAULT_EMBEDDING_MODEL)), llm_spec()]
 
 
 class ServerProcess:

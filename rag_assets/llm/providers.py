@@ -13,11 +13,17 @@ SDK-level retries are off: the router owns retries.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from rag_assets.llm.types import CandidateError, Completion, Constraint, RetryableError
+
+LLM_SERVER_URL_ENV = "RAG_LLM_URL"
+LOCAL_SERVER_TIMEOUT_S = 900.0  # a timed-out request keeps the server busy; a retry would queue behind it
+log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = {"local": "gemma-3-270m-q4_k_m", "openai": "gpt-4.1-mini", "gemini": "gemini-2.5-flash"}
 
@@ -48,14 +54,35 @@ def _llama_grammar(grammar: str, json_schema: str):
 
 @dataclass
 class LocalProvider:
-    """Completion-style prompts on the bundled GGUF (a small base model: chat templates are not relied on)."""
+    """Completion-style prompts on the bundled GGUF (a small base model: chat templates are not relied on).
+
+    With `server_url` (default `$RAG_LLM_URL`, which `rag dev` sets) the model is already loaded in a llama.cpp
+    OpenAI-compatible server: calls go there (its KV cache keeps a shared prompt prefix between calls), and come
+    back to loading the model in this process when the server cannot be reached."""
 
     model: str
     n_ctx: int = 4096
     model_path: str = ""
+    server_url: str = ""
 
     def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float,
                  constraint: Constraint | None = None) -> Completion:
+        url = self.server_url or os.environ.get(LLM_SERVER_URL_ENV, "")
+        if url and (constraint is None or constraint.grammar):
+            served = OpenAIProvider(self.model, base_url=f"{url.rstrip('/')}/v1", api="completions")
+            try:  # the server answers one call at a time: a call may wait behind others' (in-process calls never time out)
+                out = served.complete(prompt, system=system, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                      timeout_s=max(timeout_s, LOCAL_SERVER_TIMEOUT_S), constraint=constraint)
+                return replace(out, provider="local", model=self.model)
+            except RetryableError as exc:
+                if exc.kind != "connection":
+                    raise
+                log.warning("local model server %s unreachable, loading the model in this process: %s", url, exc)
+        return self._complete_here(prompt, system=system, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                                   constraint=constraint)
+
+    def _complete_here(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str],
+                       constraint: Constraint | None) -> Completion:
         from rag_assets.llm.local_model import gguf_path, load_llama
 
         llm, lock = load_llama(self.model_path or str(gguf_path()), self.n_ctx)

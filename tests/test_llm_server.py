@@ -1,0 +1,48 @@
+"""The bundled LLM served by llama.cpp's OpenAI-compatible server: calls go there; without it they load in-process."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rag_assets.devserver import free_port
+from rag_assets.llm import local_model
+from rag_assets.llm.providers import LocalProvider
+from rag_assets.llm.types import Constraint
+from rag_assets.model_servers import ServerProcess, llm_spec
+
+pytestmark = pytest.mark.slow
+ARGS = {"system": "Answer briefly.", "max_tokens": 8, "temperature": 0.0, "stop": ["\n"], "timeout_s": 120}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = ServerProcess(llm_spec(), free_port(), dict(os.environ), tmp_path_factory.mktemp("llm") / "llm-server.log")
+    proc.start()
+    try:
+        proc.wait_healthy(180)
+        yield proc
+    finally:
+        proc.stop()
+    assert not proc.healthy()
+
+
+def test_calls_go_to_the_server_and_no_model_loads_here(server: ServerProcess, monkeypatch: pytest.MonkeyPatch):
+    def refuse(*_):
+        raise AssertionError("the model was loaded in this process although a server holds it")
+
+    monkeypatch.setattr(local_model, "load_llama", refuse)
+    out = LocalProvider(local_model.LOCAL_MODEL, server_url=server.url).complete("The capital of France is", **ARGS)
+    assert out.provider == "local" and out.tokens_out > 0 and out.text.strip()
+    digits = Constraint(grammar='root ::= [0-9] [0-9] [0-9]')
+    constrained = LocalProvider(local_model.LOCAL_MODEL, server_url=server.url).complete("Pick a number:", **{**ARGS, "stop": []},
+                                                                                         constraint=digits)
+    assert constrained.text.isdigit() and len(constrained.text) == 3 and constrained.constrained_by == "grammar"
+
+
+def test_an_unreachable_server_falls_back_to_loading_the_model_here():
+    dead = f"http://127.0.0.1:{free_port()}"
+    out = LocalProvider(local_model.LOCAL_MODEL, server_url=dead).complete("The capital of France is", **ARGS)
+    here = LocalProvider(local_model.LOCAL_MODEL).complete("The capital of France is", **ARGS)
+    assert out.text == here.text and out.provider == "local"
