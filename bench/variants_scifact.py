@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--experiment", default=str(Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"))
     parser.add_argument("--ranker", action="store_true", help="also train ranker_model and score a `fusion: ranker` variant")
-    parser.add_argument("--only", default="", help="comma-separated variant names to run (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated variant names to run, in this order (default: all)")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "rag-assets" / "embeddings"))
     parser.add_argument("--home", default="", help="keep the registry and the trained ranker here (default: a temporary folder)")
     args = parser.parse_args()
@@ -59,7 +59,9 @@ def run(experiment: Path, scifact: Path, home: Path, cache_dir: Path, with_ranke
     variants = load_experiment(experiment).variants
     if with_ranker:
         variants.append(VariantSettings(name="c256-ranker", description="Default ingestion; the trained ranker fuses.", fusion="ranker"))
-    variants = [v for v in variants if not only or v.name in only]
+    if only:  # in the order given
+        by_name = {v.name: v for v in variants}
+        variants = [by_name[n] for n in only if n in by_name]
     register(variants)
     ws = Workspace(root=home / "ws", cache_dir=cache_dir)  # a fresh instance and index each time (an index is not cached)
     ws.write_sources([{"name": "scifact", "kind": "beir", "paths": [str(scifact)], "schedule": "manual",
