@@ -99,3 +99,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     from dagster._core.storage.defs_state.base import _current_storage
 
     _current_storage.set(None)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """A throwaway PostgreSQL on a free loopback port (tests/pg_server.py), one per session."""
+    from pg_server import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server_url: str) -> str:
+    """An empty database of its own for each test."""
+    import uuid
+
+    from pg_server import create_database
+
+    return create_database(pg_server_url, f"dagster_{uuid.uuid4().hex[:12]}")

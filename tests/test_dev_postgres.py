@@ -4,7 +4,6 @@ production deploy/dagster.yaml, each checked against Dagster's instance schema a
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -17,23 +16,11 @@ from dagster._core.instance.config import dagster_instance_config
 from dagster_k8s import K8sRunLauncher
 from dagster_postgres import DagsterPostgresStorage
 
-from pg_server import create_database, postgres_server
 from rag_assets.cli import build_parser
 from rag_assets.devserver import (DAGSTER_YAML, POSTGRES_URL_ENV, dagster_yaml, ensure_dagster_yaml,
                                   sqlalchemy_postgres_url)
 
 DEPLOY_YAML = Path(__file__).resolve().parents[1] / "deploy" / "dagster.yaml"
-
-
-@pytest.fixture(scope="module")
-def pg_server_url():
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_url(pg_server_url: str) -> str:
-    return create_database(pg_server_url, f"dagster_{uuid.uuid4().hex[:12]}")
 
 
 def storage_of(home: Path) -> dict:

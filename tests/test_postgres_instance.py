@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.synchronize
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -21,7 +20,6 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster._serdes import deserialize_value, serialize_value
 
-from pg_server import create_database, postgres_server
 from rag_assets.devserver import sqlalchemy_postgres_url
 from rag_assets.ingest.partitions import SOURCES_PARTITION, VARIANTS_PARTITION, partition_key
 from rag_assets.jobs import INGEST_ASSETS, ingest_job
@@ -37,18 +35,6 @@ SOURCES = {
 }
 CHECKS = {("documents", "all_inputs_loaded"), ("chunks", "no_empty_chunks"), ("chunks", "within_token_limit"),
           ("embeddings", "dimension_matches_model"), ("index", "count_matches_chunks")}
-
-
-@pytest.fixture(scope="module")
-def pg_server_url():
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture
-def pg_url(pg_server_url: str) -> str:
-    """An empty database of its own for each test."""
-    return create_database(pg_server_url, f"dagster_{uuid.uuid4().hex[:12]}")
 
 
 def postgres_overrides(url: str) -> dict:
