@@ -66,14 +66,17 @@ def test_bad_requests_get_clear_errors(server_url: str):
 
 def test_dev_stack_starts_health_checks_and_stops_its_model_servers(tmp_path):
     from rag_assets.devserver import DevStack
+    from rag_assets.llm.providers import LLM_SERVER_URL_ENV
     from rag_assets.model_servers import EMBEDDER_URL_ENV, default_specs
 
     stack = DevStack(tmp_path, free_port(), free_port(), tmp_path / "sources.yaml", tmp_path / "workspace.yaml",
                      log_dir=tmp_path / "logs", model_servers=default_specs())
     try:
         stack.start_model_servers(timeout_s=180)
-        (server,) = stack.servers
-        assert server.healthy() and stack.environment()[EMBEDDER_URL_ENV] == server.url  # what runs inherit
+        servers = {server.spec.name: server for server in stack.servers}
+        assert set(servers) == {"embedder", "llm"} and all(server.healthy() for server in servers.values())
+        env = stack.environment()  # what runs inherit
+        assert (env[EMBEDDER_URL_ENV], env[LLM_SERVER_URL_ENV]) == (servers["embedder"].url, servers["llm"].url)
     finally:
         stack.stop()
-    assert server.proc.poll() is not None and not server.healthy()
+    assert all(server.proc.poll() is not None and not server.healthy() for server in servers.values())
