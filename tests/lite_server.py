@@ -20,8 +20,12 @@ def milvus_lite_server(data_dir: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port("127.0.0.1", port, 60, proc)
+        wait_for_port("127.0.0.1", port, 90, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # the server sometimes ignores SIGTERM while it flushes
+            proc.kill()
+            proc.wait(timeout=30)

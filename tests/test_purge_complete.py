@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import gzip
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -25,8 +23,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from lite_server import milvus_lite_server
 from loopback.openai_faults import OpenAIFaultServer
-from rag_assets.devserver import free_port, wait_for_port
 from rag_assets.index_store import count_for_source, count_rows, ids_for_source
 from rag_assets.storage import collection_name
 from rag_assets.inference.ask_job import ask_job
@@ -96,18 +94,10 @@ def marker_hits(roots: list[Path], needle: str = MARKER) -> list[str]:
 @pytest.fixture
 def milvus_dir(tmp_path: Path):
     """A `milvus-lite server` on loopback whose data directory the test scans; yields (uri, data dir)."""
-    data, port = tmp_path / "milvus_data", free_port()
+    data = tmp_path / "milvus_data"
     data.mkdir()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "milvus-lite"), "server", "--data-dir", str(data), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, 90, proc)
-        yield f"http://127.0.0.1:{port}", data
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with milvus_lite_server(data) as uri:
+        yield uri, data
 
 
 def quote_sources(prompt: str) -> str:
