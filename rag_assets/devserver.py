@@ -331,7 +331,7 @@ def run_dev(home: Path, port: int, milvus_port: int, sources: Path, workspace: P
         for server in stack.servers:
             print(f"{server.spec.name} server on {server.url} ({server.spec.env_var}; log {server.log})", file=sys.stderr)
         print(f"milvus-lite server on {stack.milvus_uri} (data in {stack.home / 'milvus'})", file=sys.stderr)
-        print(f"dagster dev on {stack.url} (DAGSTER_HOME={stack.home / 'dagster_home'}, {storage} storage); Ctrl-C stops both",
+        print(f"dagster dev on {stack.url} (DAGSTER_HOME={stack.home / 'dagster_home'}, {storage} storage); Ctrl-C stops them all",
               file=sys.stderr)
         return stack.wait()
     except KeyboardInterrupt:
