@@ -5,7 +5,11 @@ for the sensor's ingest run, then runs each question through both paths as the C
 process each time). Prints medians of total wall time and of the run's own breakdown (launch: the
 `launchRun` call; retrieval and LLM: measured inside the run; other: process start, imports, model
 loads, event polling), and the GraphQL path's overhead: the difference of the medians, and the
-median of the per-question differences.
+median of the per-question differences. The answer streams: `first_token_s` is when its first piece reached
+the CLI (from the CLI's start), `answer_first_token_s` when the model wrote it (from the answer step's start).
+
+`--concurrent N` then launches N `rag ask` processes at once over GraphQL (the questions cycled) and reports
+how many succeeded, their p50/p95 and the throughput (answers per minute) against one at a time.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -46,7 +51,38 @@ def breakdown(out: dict, wall: float) -> dict:
     retrieval = t.get("retrieve_original_s", 0) + t.get("retrieve_all_s", 0)
     row = {"wall_s": wall, "launch_s": t.get("launch_s", 0.0), "retrieval_s": retrieval, "llm_s": t.get("llm_s", 0.0)}
     row["other_s"] = wall - row["launch_s"] - retrieval - row["llm_s"]  # process start, imports, model loads, polling
+    if "first_token_s" in t:  # the client's clock starts at launch; the CLI process started (wall - total_s) earlier
+        row["first_token_s"] = wall - t["total_s"] + t["first_token_s"]
+    if "answer_first_token_s" in t:
+        row["answer_first_token_s"] = t["answer_first_token_s"]
     return row
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def concurrent_asks(n: int, url: str, common: list[str], env: dict) -> dict:
+    """N `rag ask` processes launched at once: successes, p50/p95 wall, makespan, answers per minute."""
+    def one(i: int):
+        try:
+            return breakdown(*run_cli([QUESTIONS[i % len(QUESTIONS)], "--url", url, "--timeout", "1800", *common], env))
+        except subprocess.CalledProcessError as exc:
+            return {"error": (exc.stderr or "")[-300:]}
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(n) as pool:
+        rows = list(pool.map(one, range(n)))
+    makespan = time.perf_counter() - started
+    ok = [r for r in rows if "error" not in r]
+    walls = [r["wall_s"] for r in ok]
+    return {"launched": n, "succeeded": len(ok), "errors": [r["error"] for r in rows if "error" in r][:3],
+            "makespan_s": round(makespan, 1), "answers_per_min": round(len(ok) / makespan * 60, 2),
+            "wall_p50_s": round(median(walls), 2) if walls else None, "wall_p95_s": round(percentile(walls, 0.95), 2) if walls else None,
+            "first_token_p50_s": round(median([r["first_token_s"] for r in ok if "first_token_s" in r]), 2) if ok else None,
+            "retrieval_p50_s": round(median([r["retrieval_s"] for r in ok]), 2) if ok else None,
+            "llm_p50_s": round(median([r["llm_s"] for r in ok]), 2) if ok else None}
 
 
 def main() -> None:
@@ -56,6 +92,7 @@ def main() -> None:
     parser.add_argument("--rephrasings", type=int, default=3, help="rewrites per question (the CLI's default: 3)")
     parser.add_argument("--no-model-servers", action="store_true", help="runs load their models (as before `rag dev` served them)")
     parser.add_argument("--graphql-only", action="store_true", help="skip the `--local` path")
+    parser.add_argument("--concurrent", type=int, default=0, help="then launch this many asks at once over GraphQL")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rag-ask-bench-") as tmp:
         home = Path(tmp)
@@ -73,22 +110,29 @@ def main() -> None:
                 time.sleep(2)
             env = {**os.environ, **{k: v for k, v in stack.environment().items() if k.startswith("RAG_")}}
             common = ["--max-tokens", str(args.max_tokens), "--rephrasings", str(args.rephrasings)]
-            graphql, local = [], []
+            graphql, local, at_once = [], [], None
             for _ in range(args.rounds):
                 for q in QUESTIONS:
                     graphql.append(breakdown(*run_cli([q, "--url", stack.url, *common], env)))
                     if not args.graphql_only:
                         local.append(breakdown(*run_cli([q, "--local", *common], env)))
+            if args.concurrent:
+                at_once = concurrent_asks(args.concurrent, stack.url, common, env)
         finally:
             stack.stop()
 
     def med(rows: list[dict]) -> dict:
-        return {k: round(median([r[k] for r in rows]), 3) for k in rows[0]}
+        return {k: round(median([r[k] for r in rows if k in r]), 3) for k in rows[0]}
 
     g = med(graphql)
     settings = {"rephrasings": args.rephrasings, "max_tokens": args.max_tokens, "model_servers": not args.no_model_servers}
+    if at_once is not None:  # against one at a time: the same asks' sequential figures
+        walls = [r["wall_s"] for r in graphql]
+        at_once["one_at_a_time"] = {"answers_per_min": round(60 / median(walls), 2), "wall_p50_s": round(median(walls), 2),
+                                    "wall_p95_s": round(percentile(walls, 0.95), 2)}
     if not local:
-        print(json.dumps({"questions": len(graphql), "settings": settings, "graphql_median": g, "machine": machine()}))
+        print(json.dumps({"questions": len(graphql), "settings": settings, "graphql_median": g, "concurrent": at_once,
+                          "graphql_rows": graphql, "machine": machine()}))
         return
     loc = med(local)
     paired = [gq["wall_s"] - lq["wall_s"] for gq, lq in zip(graphql, local)]  # same question, back to back

@@ -97,14 +97,16 @@ def _dev(args: argparse.Namespace) -> int:
                    model_servers=not args.no_model_servers)
 
 
-def _print_answer(result: dict, as_json: bool) -> None:
+def _print_answer(result: dict, as_json: bool, streamed: bool = False) -> None:
+    """The answer (unless `streamed`: already printed as it came), its sources, and the run's timings on stderr."""
     if as_json:
         keep = ("question", "answer", "rephrasings", "run_id", "timings", "llm")
         out = {k: result.get(k) for k in keep}
         out["sources"] = [{"link": s["link"], "title": s["title"], "score": s["score"], "snippet": s["snippet"]} for s in result["sources"]]
         print(json.dumps(out))
         return
-    print(result["answer"].strip() or "(empty answer)")
+    if not streamed:
+        print(result["answer"].strip() or "(empty answer)")
     print()
     for i, s in enumerate(result["sources"], 1):
         print(f"[{i}] {s['title']} - {s['link']} (score {s['score']:.4f})")
@@ -115,7 +117,7 @@ def _llm_config(args: argparse.Namespace) -> dict | None:
     return {"base_url": args.base_url} if args.base_url else None
 
 
-def _inference(command: str, args: argparse.Namespace, options: dict) -> dict:
+def _inference(command: str, args: argparse.Namespace, options: dict, on_answer=None) -> dict:
     """Run `ask` or `sql` over GraphQL (or in-process with --local); a `ClientError` says what went wrong."""
     from rag_assets import client
 
@@ -124,12 +126,32 @@ def _inference(command: str, args: argparse.Namespace, options: dict) -> dict:
     if args.local:
         return run_local(args.question, **llm, **options)
     progress = None if args.quiet else client.stderr_progress
-    return run_remote(args.question, url=args.url, timeout_s=args.timeout, on_progress=progress, **llm, **options)
+    extra = {"on_answer": on_answer} if on_answer else {}
+    return run_remote(args.question, url=args.url, timeout_s=args.timeout, on_progress=progress, **llm, **options, **extra)
+
+
+class _TerminalAnswer:
+    """Prints an answer's pieces to stdout as they arrive over GraphQL; a restart (the model call was retried) starts a new line."""
+
+    def __init__(self) -> None:
+        self.printed = False
+
+    def __call__(self, text: str, restart: bool) -> None:
+        if restart:
+            if self.printed:
+                print("\n(the model call was retried; the answer starts again)", file=sys.stderr, flush=True)
+            return
+        print(text.lstrip() if not self.printed else text, end="", flush=True)
+        self.printed = self.printed or bool(text.strip())
 
 
 def _ask(args: argparse.Namespace) -> int:
     options = dict(top_k=args.top_k, n_rephrasings=args.rephrasings, mode=args.mode, sources=args.source or None, max_tokens=args.max_tokens)
-    _print_answer(_inference("ask", args, options), args.json)
+    terminal = None if args.json or args.local else _TerminalAnswer()
+    result = _inference("ask", args, options, on_answer=terminal)
+    if terminal is not None and terminal.printed:
+        print()
+    _print_answer(result, args.json, streamed=terminal is not None and terminal.printed)
     return 0
 
 

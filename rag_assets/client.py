@@ -1,7 +1,8 @@
 """A synchronous client: launch an inference run over Dagster's GraphQL API, wait, return its answer.
 
 `ask("question")` launches `ask_job` on the webserver at `url`, streams the run's progress to
-`on_progress`, and returns the answer with its sources. Errors say what happened: the webserver is
+`on_progress` and the answer's text, as the model writes it, to `on_answer` (from the run's log:
+`inference.answer_stream`), and returns the answer with its sources and the time to its first piece. Errors say what happened: the webserver is
 unreachable, the run failed (with the failing step's error), or the wait timed out (with the run id).
 `ask_local` / `sql_local` check their cheap preconditions (Milvus answers, the index exists, the
 sources and files named exist, RAG_HOME is writable) before any model loads.
@@ -20,6 +21,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+
+from rag_assets.inference.answer_stream import parse_delta
+
+AnswerCallback = Callable[[str, bool], None]  # (text piece, restart): restart says the pieces so far are void
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 LOCATION, REPOSITORY = "rag_assets", "__repository__"
@@ -106,6 +111,7 @@ class Client:
     def __init__(self, url: str = DEFAULT_URL, request_timeout_s: float = 30.0):
         self.url = url.rstrip("/")
         self._http = httpx.Client(timeout=request_timeout_s)
+        self.first_answer_at: float | None = None  # set by `wait`
 
     def _graphql(self, query: str, variables: dict) -> dict:
         try:
@@ -132,10 +138,15 @@ class Client:
             raise ClientError(f"launching {job} failed ({result['__typename']}): {'; '.join(messages)}")
         return result["run"]["runId"]
 
-    def wait(self, run_id: str, timeout_s: float, on_progress: Callable[[str], None] | None = None, poll_s: float = 0.25) -> dict[str, dict]:
-        """Wait for the run to finish; returns the JSON output metadata by step. Raises on failure or timeout."""
+    def wait(self, run_id: str, timeout_s: float, on_progress: Callable[[str], None] | None = None, poll_s: float = 0.25,
+             on_answer: AnswerCallback | None = None, answer_step: str = "") -> dict[str, dict]:
+        """Wait for the run to finish; returns the JSON output metadata by step. Raises on failure or timeout.
+
+        The answer deltas `answer_step` logs go to `on_answer` in order (not to `on_progress`); `self.first_answer_at`
+        is the `time.perf_counter()` when the first one arrived (None if none did)."""
         deadline = time.monotonic() + timeout_s
         cursor, errors, outputs = None, [], {}
+        self.first_answer_at, next_seq = None, 0
         while True:
             data = self._graphql(EVENTS, {"runId": run_id, "cursor": cursor})
             run = data["runOrError"]
@@ -152,6 +163,15 @@ class Client:
                         for entry in event.get("metadataEntries", []):
                             if "jsonString" in entry:
                                 outputs.setdefault(event["stepKey"], {})[entry["label"]] = entry["jsonString"]
+                    delta = parse_delta(event.get("message", "")) if kind == "LogMessageEvent" else None
+                    if delta is not None and event.get("stepKey") == answer_step:
+                        if delta.seq >= next_seq:  # in order; a repeat is skipped
+                            next_seq = delta.seq + 1
+                            if self.first_answer_at is None and delta.text:
+                                self.first_answer_at = time.perf_counter()
+                            if on_answer:
+                                on_answer(delta.text, delta.restart)
+                        continue
                     if on_progress and kind in ("ExecutionStepStartEvent", "ExecutionStepSuccessEvent", "ExecutionStepFailureEvent",
                                                 "RunStartEvent", "RunSuccessEvent", "RunFailureEvent", "LogMessageEvent"):
                         on_progress(f"[{event.get('stepKey') or 'run'}] {event.get('message', '')}")
@@ -164,12 +184,15 @@ class Client:
             time.sleep(poll_s)
 
     def run_and_wait(self, job: str, run_config: dict, result_step: str, timeout_s: float, tags: dict[str, str] | None = None,
-                     on_progress: Callable[[str], None] | None = None) -> dict:
+                     on_progress: Callable[[str], None] | None = None, on_answer: AnswerCallback | None = None) -> dict:
         started = time.perf_counter()
         run_id = self.launch(job, run_config, tags)
         launched = time.perf_counter()
-        result = self._result(run_id, self.wait(run_id, timeout_s, on_progress), result_step)
-        result.setdefault("timings", {}).update(launch_s=round(launched - started, 3), total_s=round(time.perf_counter() - started, 3))
+        result = self._result(run_id, self.wait(run_id, timeout_s, on_progress, on_answer=on_answer, answer_step=result_step), result_step)
+        timings = result.setdefault("timings", {})
+        timings.update(launch_s=round(launched - started, 3), total_s=round(time.perf_counter() - started, 3))
+        if self.first_answer_at is not None:
+            timings["first_token_s"] = round(self.first_answer_at - started, 3)  # what the user waits before the answer begins
         return result
 
     def result(self, run_id: str, timeout_s: float = 0.0, on_progress: Callable[[str], None] | None = None) -> dict:
@@ -331,9 +354,9 @@ def run_local(job, result_step: str, run_config: dict, check: Callable[[dict], N
 
 
 def _launch(job: InferenceJob, question: str, url: str, timeout_s: float, on_progress: Callable[[str], None] | None,
-            config: dict) -> dict:
+            config: dict, on_answer: AnswerCallback | None = None) -> dict:
     return Client(url).run_and_wait(job.name, config, job.result_step, timeout_s, tags={"rag/question": question[:200]},
-                                    on_progress=on_progress)
+                                    on_progress=on_progress, on_answer=on_answer)
 
 
 def ask_run_config(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:
@@ -341,10 +364,13 @@ def ask_run_config(question: str, provider: str | None = None, model: str | None
 
 
 def ask(question: str, url: str = DEFAULT_URL, provider: str | None = None, model: str | None = None, timeout_s: float = 600,
-        on_progress: Callable[[str], None] | None = None, llm_config: dict | None = None, **options) -> dict:
-    """Ask over GraphQL and wait: returns {question, answer, sources, rephrasings, timings, llm, run_id}."""
+        on_progress: Callable[[str], None] | None = None, llm_config: dict | None = None, on_answer: AnswerCallback | None = None,
+        **options) -> dict:
+    """Ask over GraphQL and wait: returns {question, answer, sources, rephrasings, timings, llm, run_id}; the answer's
+    pieces go to `on_answer` as the model writes them, and `timings.first_token_s` says when the first arrived."""
     check_platform_sources(Client(url), options.get("sources"))
-    return _launch(ASK_JOB, question, url, timeout_s, on_progress, ask_run_config(question, provider, model, llm_config, **options))
+    return _launch(ASK_JOB, question, url, timeout_s, on_progress, ask_run_config(question, provider, model, llm_config, **options),
+                   on_answer)
 
 
 def ask_local(question: str, provider: str | None = None, model: str | None = None, llm_config: dict | None = None, **options) -> dict:

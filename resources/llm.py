@@ -20,7 +20,7 @@ from rag_assets.llm.ledger import Ledger
 from rag_assets.llm.policy import Budget, Candidate, Limits, Policy, load_policy
 from rag_assets.llm.providers import DEFAULT_MODELS, GeminiProvider, LocalProvider, OpenAIProvider
 from rag_assets.llm.router import Router
-from rag_assets.llm.types import Completion, Constraint
+from rag_assets.llm.types import Completion, Constraint, TextStream
 
 KEY_ENVS = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY"}
 
@@ -110,10 +110,11 @@ class LLMResource(dg.ConfigurableResource):
 
     def complete(self, prompt: str, *, tier: str = "strong", sensitive: bool = False, limits: Limits | None = None,
                  system: str = "", max_tokens: int = 256, temperature: float = 0.0, stop: list[str] | None = None,
-                 constraint: Constraint | None = None) -> Completion:
-        """One routed completion; `constraint` (a grammar or JSON schema) goes to candidates that can enforce it."""
+                 constraint: Constraint | None = None, stream: TextStream | None = None) -> Completion:
+        """One routed completion; `constraint` (a grammar or JSON schema) goes to candidates that can enforce it;
+        `stream` gets the text as it is generated."""
         return self.router.complete(tier, prompt, sensitive=sensitive, limits=limits, system=system,
-                                    max_tokens=max_tokens, temperature=temperature, stop=stop, constraint=constraint)
+                                    max_tokens=max_tokens, temperature=temperature, stop=stop, constraint=constraint, stream=stream)
 
     @property
     def ledger(self) -> Ledger:

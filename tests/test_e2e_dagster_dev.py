@@ -41,6 +41,28 @@ def test_rag_ask_over_graphql_returns_an_answer_with_real_sources(stack: DevStac
     assert out["timings"]["total_s"] > 0 and out["llm"]["llm_calls"] == 2  # one rewrite call, one answer call
 
 
+def test_the_answer_streams_over_graphql_before_the_run_ends(stack: DevStack):
+    """The answer's pieces come from the run log as the model writes them; put together they are the answer, and
+    the first arrives before the run has finished."""
+    pieces: list[str] = []
+
+    def on_answer(text: str, restart: bool) -> None:
+        if restart:
+            pieces.clear()
+        else:
+            pieces.append(text)
+
+    out = client.ask("How are chunk ids computed?", url=stack.url, timeout_s=400, n_rephrasings=1, max_tokens=48,
+                     on_answer=on_answer)
+    assert len(pieces) >= 2 and "".join(pieces).strip() == out["answer"]
+    timings = out["timings"]
+    assert 0 < timings["first_token_s"] < timings["total_s"] and 0 < timings["answer_first_token_s"] < timings["answer_s"]
+    proc = subprocess.run([str(RAG), "ask", "How are chunk ids computed?", "--url", stack.url, "--quiet", "--rephrasings", "0",
+                           "--max-tokens", "24", "--timeout", "300"], capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() and "[1]" in proc.stdout and "answer-delta" not in proc.stdout + proc.stderr
+
+
 def test_runs_embed_on_the_model_server_and_fall_back_to_loading_without_it(stack: DevStack):
     """`rag dev` holds the embedding model in its server: an ask run embeds there (its request count rises).
     A run pointed at a server that is not there loads the model itself and still answers."""

@@ -46,3 +46,28 @@ def test_an_unreachable_server_falls_back_to_loading_the_model_here():
     out = LocalProvider(local_model.LOCAL_MODEL, server_url=dead).complete("The capital of France is", **ARGS)
     here = LocalProvider(local_model.LOCAL_MODEL).complete("The capital of France is", **ARGS)
     assert out.text == here.text and out.provider == "local"
+
+
+class Pieces:
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.pieces.append(text)
+
+    def restart(self) -> None:
+        self.pieces = []
+
+
+def test_the_answer_streams_token_by_token_from_the_server_and_in_process(server: ServerProcess):
+    """Each piece arrives as generated and the pieces make up the returned text. (The streamed and the whole text
+    are not compared: llama.cpp reuses the previous call's prompt cache, which can flip a near-tie of greedy decoding.)"""
+    args = {**ARGS, "max_tokens": 24, "stop": []}
+    prompt = "Write one sentence about rivers:"
+    local_pieces, served_pieces = Pieces(), Pieces()
+    streamed_here = LocalProvider(local_model.LOCAL_MODEL).complete(prompt, **args, stream=local_pieces)
+    streamed_served = LocalProvider(local_model.LOCAL_MODEL, server_url=server.url).complete(prompt, **args, stream=served_pieces)
+    for out, sink in ((streamed_here, local_pieces), (streamed_served, served_pieces)):
+        assert out.text.strip() and out.text == "".join(sink.pieces)
+        assert len(sink.pieces) > 5 and out.tokens_out == len(sink.pieces)
+    assert streamed_here.tokens_in > 3

@@ -24,6 +24,7 @@ from rag_assets.variants import DEFAULT_VARIANT, VariantSettings, get_variant
 from rag_assets.inference.multi_query import (
     AskResult, Source, any_sensitive, answer_prompt, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
 )
+from rag_assets.inference.answer_stream import RunLogStream
 from rag_assets.inference.results import save_result, source_tag
 from rag_assets.metadata import frame_table
 from rag_assets.retrieval import Hit, RetrievalSettings, Retriever
@@ -120,14 +121,19 @@ def verify(plan: dict, ranked: dict, llm: LLMResource) -> dict:
 def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, llm: LLMResource):
     started = time.perf_counter()
     hits: list[Hit] = ranked["hits"]
+    stream = RunLogStream(context.log.info)  # the answer's pieces in the run log as they come (`rag ask` prints them)
     if hits:
         system, prompt = answer_prompt(plan["question"], hits)
         text = llm.complete(prompt, tier="strong", system=system, sensitive=ranked["sensitive"],
-                            max_tokens=plan["max_tokens"], stop=["\nQuestion:"]).text.strip()
+                            max_tokens=plan["max_tokens"], stop=["\nQuestion:"], stream=stream).text.strip()
     else:
         text = "No indexed document matches this question."
+        stream.write(text)
+    stream.close()
     timings = {**plan["timings"], "retrieve_all_s": ranked["retrieve_all_s"], "verify_s": ranked.get("verify_s", 0.0),
                "answer_s": round(time.perf_counter() - started, 3)}
+    if stream.first_piece_s is not None:
+        timings["answer_first_token_s"] = round(stream.first_piece_s, 3)  # from the answer step's start
     timings["llm_s"] = round(llm.ledger.totals()["llm_latency_s"], 3)
     result = AskResult(plan["question"], text, [Source.from_hit(h) for h in hits], ranked["rewrites"], timings,
                        llm.ledger.totals(), context.run_id)

@@ -17,15 +17,32 @@ from rag_assets.llm.types import (
     NoCandidate,
     RetryableError,
     SensitiveDataError,
+    TextStream,
 )
 
 
 class Provider(Protocol):
     def complete(self, prompt: str, *, system: str, max_tokens: int, temperature: float, stop: list[str], timeout_s: float,
-                 constraint: Constraint | None = None) -> Completion: ...
+                 constraint: Constraint | None = None, stream: TextStream | None = None) -> Completion: ...
 
 
 ProviderFactory = Callable[[Candidate], Provider]
+
+
+class _Watched:
+    """A `TextStream` that remembers whether anything was written since the last restart."""
+
+    def __init__(self, stream: TextStream):
+        self.stream, self.written = stream, False
+
+    def write(self, text: str) -> None:
+        self.written = True
+        self.stream.write(text)
+
+    def restart(self) -> None:
+        if self.written:
+            self.written = False
+            self.stream.restart()
 
 
 class Router:
@@ -69,10 +86,13 @@ class Router:
 
     def complete(self, tier: str, prompt: str, *, sensitive: bool = False, limits: Limits | None = None,
                  system: str = "", max_tokens: int = 256, temperature: float = 0.0, stop: list[str] | None = None,
-                 constraint: Constraint | None = None) -> Completion:
+                 constraint: Constraint | None = None, stream: TextStream | None = None) -> Completion:
         """One completion from the first candidate that fits and answers; raises a clear `LLMError` otherwise.
 
-        With a `constraint`, a candidate that cannot enforce it is rejected (`CandidateError`) and the next one tried."""
+        With a `constraint`, a candidate that cannot enforce it is rejected (`CandidateError`) and the next one tried.
+        With a `stream`, the text is written to it as it is generated; a failed attempt that had written some
+        restarts the stream before the next attempt."""
+        watched = _Watched(stream) if stream is not None else None
         limits = limits or Limits(max_tokens_out=max_tokens)
         retry = self.policy.retry
         failures: list[str] = []
@@ -86,10 +106,13 @@ class Router:
             for attempt in range(1, retry.max_attempts + 1):
                 self._check_budget()
                 started = time.perf_counter()
+                optional = {**({"constraint": constraint} if constraint else {}), **({"stream": watched} if watched else {})}
                 try:
                     result = provider.complete(prompt, system=system, max_tokens=max_tokens, temperature=temperature,
-                                               stop=stop or [], timeout_s=retry.timeout_s, **({"constraint": constraint} if constraint else {}))
+                                               stop=stop or [], timeout_s=retry.timeout_s, **optional)
                 except RetryableError as exc:
+                    if watched:
+                        watched.restart()
                     self._record(tier, candidate, rule, exc.kind, attempt, time.perf_counter() - started)
                     failures.append(f"{candidate.name} {exc.kind}")
                     if attempt < retry.max_attempts:
@@ -97,6 +120,8 @@ class Router:
                         self.sleep(min(retry.max_backoff_s, exc.retry_after_s) if exc.retry_after_s is not None else backoff)
                     continue
                 except CandidateError as exc:
+                    if watched:
+                        watched.restart()
                     self._record(tier, candidate, rule, "rejected", attempt, time.perf_counter() - started)
                     failures.append(f"{candidate.name} rejected: {exc}")
                     break

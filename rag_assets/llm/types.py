@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,17 @@ class Completion:
     provider: str
     model: str
     constrained_by: str = ""  # "", "grammar" or "json_schema": the form of the constraint the provider enforced
+
+
+class TextStream(Protocol):
+    """Where a streamed completion's text goes as it is generated (e.g. the answer op's run log).
+
+    `write` gets each new piece in order; `restart` says that what was written is void because the call failed
+    after it began and a retry or another candidate starts over. The returned `Completion` holds the whole text."""
+
+    def write(self, text: str) -> None: ...
+
+    def restart(self) -> None: ...
 
 
 class LLMError(Exception):

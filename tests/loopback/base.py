@@ -11,10 +11,11 @@ import hashlib
 import json
 import math
 import random
+import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator, Mapping, Self
+from typing import Any, Iterable, Iterator, Mapping, Self
 
 JSON = Any
 
@@ -51,6 +52,19 @@ class Reply:
 def json_reply(status: int, payload: JSON, headers: Mapping[str, str] | None = None) -> Reply:
     """A `Reply` whose body is `payload` encoded as JSON."""
     return Reply(status, json.dumps(payload).encode(), dict(headers or {}))
+
+
+def sse_reply(events: Iterable[JSON], done: bool = False) -> Reply:
+    """Server-sent events, one `data:` line per event (the body of a streamed response); `done` ends with
+    OpenAI's `data: [DONE]`."""
+    lines = [f"data: {json.dumps(e)}\n\n" for e in events] + (["data: [DONE]\n\n"] if done else [])
+    return Reply(200, "".join(lines).encode(), content_type="text/event-stream")
+
+
+def pieces(text: str, size: int = 3) -> list[str]:
+    """`text` cut into pieces of `size` words (each with its leading space), as a streaming server sends it."""
+    words = re.findall(r"\s*\S+", text) or [text]
+    return ["".join(words[i : i + size]) for i in range(0, len(words), size)]
 
 
 def word_count(text: str) -> int:

@@ -31,6 +31,8 @@ from .base import (
     echo_answer,
     fake_embedding,
     json_reply,
+    pieces,
+    sse_reply,
     word_count,
 )
 
@@ -105,6 +107,14 @@ class GeminiServer(LoopbackServer):
         model, method = match["model"], match["method"]
         if method == "generateContent":
             return json_reply(200, self._generate(model, request.body))
+        if method == "streamGenerateContent":  # the SDK asks for `?alt=sse`: one GenerateContentResponse per event
+            whole = self._generate(model, request.body)
+            candidate = whole["candidates"][0]
+            texts = pieces(candidate["content"]["parts"][0]["text"])
+            events = [{"candidates": [{"content": {"role": "model", "parts": [{"text": t}]}, "index": 0}], "modelVersion": model}
+                      for t in texts[:-1]]
+            events.append({**whole, "candidates": [{**candidate, "content": {"role": "model", "parts": [{"text": texts[-1]}]}}]})
+            return sse_reply(events)
         if method == "embedContent":
             return json_reply(200, {"embedding": self._embed(request.body)})
         if method == "batchEmbedContents":

@@ -32,6 +32,8 @@ from .base import (
     echo_answer,
     fake_embedding,
     json_reply,
+    pieces,
+    sse_reply,
     word_count,
 )
 
@@ -134,9 +136,11 @@ class OpenAIFaultServer(LoopbackServer):
             return openai_error(400, "Expected a POST with a JSON object body.")
         route = request.path.split("?", 1)[0].rstrip("/")
         if route.endswith("/chat/completions"):
-            return json_reply(200, self._chat(request.body))
+            reply = self._chat(request.body)
+            return self._streamed(reply, request.body) if request.body.get("stream") else json_reply(200, reply)
         if route.endswith("/completions"):
-            return json_reply(200, self._completion(request.body))
+            reply = self._completion(request.body)
+            return self._streamed(reply, request.body) if request.body.get("stream") else json_reply(200, reply)
         if route.endswith("/embeddings"):
             return json_reply(200, self._embeddings(request.body))
         return openai_error(404, f"Invalid URL (POST {route})")
@@ -165,6 +169,22 @@ class OpenAIFaultServer(LoopbackServer):
             "choices": [{"text": answer, "index": 0, "logprobs": None, "finish_reason": "stop"}],
             "usage": _usage(prompt, answer),
         }
+
+    def _streamed(self, reply: dict[str, Any], body: Mapping[str, Any]) -> Reply:
+        """`reply` as OpenAI streams it: chunks of a few words, then (if asked with `stream_options.include_usage`)
+        a chunk with no choices and the usage, then `[DONE]`."""
+        chat = reply["object"] == "chat.completion"
+        choice = reply["choices"][0]
+        text = choice["message"]["content"] if chat else choice["text"]
+        head = {k: reply[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk" if chat else "text_completion"}
+        events = [{**head, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat
+                                       else {"index": 0, "text": piece, "finish_reason": None, "logprobs": None}]}
+                  for piece in pieces(text)]
+        events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"} if chat
+                                           else {"index": 0, "text": "", "finish_reason": "stop", "logprobs": None}]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({**head, "choices": [], "usage": reply["usage"]})
+        return sse_reply(events, done=True)
 
     def _embeddings(self, body: Mapping[str, Any]) -> dict[str, Any]:
         raw = body.get("input", [])
