@@ -37,6 +37,22 @@ from rag_assets.model_servers import default_specs  # noqa: E402
 QUESTIONS = ["How do I add my own source?", "What does the index asset store?", "How are chunk ids computed?",
              "Why run a Milvus Lite server in development?", "What happens when a source is removed?"]
 RUNS = '{ runsOrError(filter: {pipelineName: "ingest"}) { ... on Runs { results { status } } } }'
+RUN_EVENTS = ('query E($id: ID!) { logsForRun(runId: $id, limit: 5000) { ... on EventConnection { events { __typename '
+              '... on MessageEvent { timestamp stepKey } } } } }')
+MILESTONES = {"RunEnqueuedEvent": "enqueued", "RunStartingEvent": "starting", "RunStartEvent": "started", "RunSuccessEvent": "ended"}
+
+
+def run_phases(url: str, run_id: str) -> dict:
+    """Where a run's own time goes, from its event timestamps: waiting in the queue (enqueued -> the daemon launches
+    it), the run process starting and loading the code location (-> RUN_START), to its first step, and the steps."""
+    events = httpx.post(f"{url}/graphql", json={"query": RUN_EVENTS, "variables": {"id": run_id}}, timeout=30).json()
+    at: dict[str, float] = {}
+    for e in events["data"]["logsForRun"]["events"]:
+        name = MILESTONES.get(e["__typename"]) or ("first_step" if e["__typename"] == "ExecutionStepStartEvent" else None)
+        if name and name not in at:
+            at[name] = float(e["timestamp"]) / 1000
+    order = ["enqueued", "starting", "started", "first_step", "ended"]
+    return {f"{a}_to_{b}_s": round(at[b] - at[a], 3) for a, b in zip(order, order[1:]) if a in at and b in at}
 
 
 def run_cli(args: list[str], env: dict) -> tuple[dict, float]:
@@ -49,7 +65,9 @@ def run_cli(args: list[str], env: dict) -> tuple[dict, float]:
 def breakdown(out: dict, wall: float) -> dict:
     t = out["timings"]
     retrieval = t.get("retrieve_original_s", 0) + t.get("retrieve_all_s", 0)
-    row = {"wall_s": wall, "launch_s": t.get("launch_s", 0.0), "retrieval_s": retrieval, "llm_s": t.get("llm_s", 0.0)}
+    row = {"wall_s": wall, "launch_s": t.get("launch_s", 0.0), "retrieval_s": retrieval, "llm_s": t.get("llm_s", 0.0),
+           "answer_step_s": t.get("answer_s", 0.0),  # the answer call (prompt + generation); llm_s - answer_step_s: the rewrites
+           "llm_tokens_in": out.get("llm", {}).get("llm_tokens_in", 0), "llm_tokens_out": out.get("llm", {}).get("llm_tokens_out", 0)}
     row["other_s"] = wall - row["launch_s"] - retrieval - row["llm_s"]  # process start, imports, model loads, polling
     if "first_token_s" in t:  # the client's clock starts at launch; the CLI process started (wall - total_s) earlier
         row["first_token_s"] = wall - t["total_s"] + t["first_token_s"]
@@ -113,7 +131,8 @@ def main() -> None:
             graphql, local, at_once = [], [], None
             for _ in range(args.rounds):
                 for q in QUESTIONS:
-                    graphql.append(breakdown(*run_cli([q, "--url", stack.url, *common], env)))
+                    out, wall = run_cli([q, "--url", stack.url, *common], env)
+                    graphql.append({**breakdown(out, wall), **run_phases(stack.url, out["run_id"])})
                     if not args.graphql_only:
                         local.append(breakdown(*run_cli([q, "--local", *common], env)))
             if args.concurrent:

@@ -188,24 +188,34 @@ def percentiles(values: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 2), "p99_ms": round(float(np.percentile(ms, 99)), 2), "n": len(values)}
 
 
-def latencies(client, name: str, queries: list[str], vectors: np.ndarray) -> dict:
-    """One query at a time: Retriever.search per mode, and the hybrid's parts timed apart."""
+MODES = ("hybrid_auto", "dense", "bm25")
+
+
+def latencies(client, name: str, queries: list[str], vectors: np.ndarray, modes: tuple[str, ...] = MODES,
+              server: "LiteServer | None" = None) -> dict:
+    """One query at a time: Retriever.search per mode (the Milvus RSS after each, given the `server`), and, when
+    every mode is measured, the hybrid's parts timed apart."""
     from rag_assets.fusion import DEPTH, fuse
     from rag_assets.retrieval import Retriever, RetrievalSettings
 
     lookup = {q: v for q, v in zip(queries, vectors)}
     retriever = Retriever(client, name, lambda qs: np.stack([lookup[q] for q in qs]))
-    retriever.search(queries[:5])  # warm-up
+    retriever.search(queries[:5], RetrievalSettings(mode=modes[0] if modes[0] != "hybrid_auto" else "hybrid"))  # warm-up
     out = {"load_avg_before": load_average()}
-    for label, settings in (("hybrid_auto", RetrievalSettings()), ("dense", RetrievalSettings(mode="dense")),
-                            ("bm25", RetrievalSettings(mode="bm25"))):
+    settings_of = {"hybrid_auto": RetrievalSettings(), "dense": RetrievalSettings(mode="dense"), "bm25": RetrievalSettings(mode="bm25")}
+    for label in modes:
         times = []
         for q in queries:
             t = time.perf_counter()
-            retriever.search([q], settings)
+            retriever.search([q], settings_of[label])
             times.append(time.perf_counter() - t)
         out[label] = percentiles(times)
+        if server is not None:
+            out[label]["rss_mb_after"] = server.rss_mb()
         log(f"{name} {label}: {out[label]}")
+    if set(modes) != set(MODES):
+        out["load_avg_after"] = load_average()
+        return out
     parts: dict[str, list[float]] = {"dense_100": [], "bm25_100": [], "fusion": [], "round_trip": [], "dense_10_ids": [], "bm25_10_ids": []}
     for q in queries:
         vec = lookup[q][None, :]
@@ -252,6 +262,27 @@ def measure(label: str, parts, work: Path, queries: list[str], qvecs: np.ndarray
         server.stop()
 
 
+def measure_existing(data_dir: Path, label: str, queries: list[str], qvecs: np.ndarray, modes: tuple[str, ...]) -> dict:
+    """A collection an earlier run built and kept (`--work`): a fresh server on its data, load it (seconds, RSS),
+    then query it in `modes`, in that order."""
+    from rag_assets.index_store import count_rows
+    from resources.milvus import milvus_client
+
+    server = LiteServer(data_dir)
+    try:
+        client, name = milvus_client(server.uri), f"chunks__bench_{label}"
+        result = {"rss_mb_started": server.rss_mb()}
+        t = time.perf_counter()
+        client.load_collection(name)
+        result["load_s"] = round(time.perf_counter() - t, 1)
+        result.update(rows=count_rows(client, name), rss_mb_loaded=server.rss_mb(), disk_mb=server.disk_mb(), load_avg=load_average())
+        log(f"{name}: loaded {result}")
+        result["latency"] = latencies(client, name, queries, qvecs, modes, server)
+        return result
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=1_000_000, help="synthetic rows (0: skip)")
@@ -263,7 +294,10 @@ def main() -> None:
     parser.add_argument("--max-build-s", type=float, default=0, help="stop adding synthetic sources after this long (0: never)")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE, help="embedding cache holding SciFact's chunk vectors")
     parser.add_argument("--work", default="", help="folder for the data (default: a temp dir, removed after)")
+    parser.add_argument("--reuse", action="store_true", help="query the synthetic collection an earlier run kept in --work (no build)")
+    parser.add_argument("--modes", default=",".join(MODES), help="query modes, in order: hybrid_auto, dense, bm25")
     args = parser.parse_args()
+    modes = tuple(args.modes.split(","))
 
     root = require_scifact()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="scale_index_"))
@@ -284,6 +318,11 @@ def main() -> None:
         qvecs = np.asarray(embedder.embed_queries(queries), dtype=np.float32)
         out = {"machine": machine(), "scifact_chunks": chunks.height, "query_embedding": percentiles(embed_times),
                "load_avg_start": load_average()}
+        if args.reuse:
+            out["synthetic_reused"] = measure_existing(work / "milvus-synthetic", "synthetic", queries[: args.synthetic_queries or args.queries],
+                                                       qvecs, modes)
+            print(json.dumps(out))
+            return
         if args.real_chunks:
             out["real"] = measure("real", copies(chunks, vectors, args.real_chunks), work, queries, qvecs)
             log(f"real: {json.dumps(out['real']['latency'])}")

@@ -39,12 +39,12 @@ def embedder_spec(model: str = DEFAULT_EMBEDDING_MODEL) -> ServerSpec:
 
 def llm_spec(n_ctx: int = 4096) -> ServerSpec:
     """llama-cpp-python's OpenAI-compatible server on the bundled GGUF (assembled from its package first)."""
-    from rag_assets.llm.local_model import gguf_path
+    from rag_assets.llm.local_model import gguf_path, llm_threads
 
-    path = str(gguf_path())
+    path, threads = str(gguf_path()), str(llm_threads())
     return ServerSpec("llm", LLM_SERVER_URL_ENV, "/v1/models",
                       lambda port: [sys.executable, "-m", "llama_cpp.server", "--model", path, "--host", "127.0.0.1", "--port", str(port),
-                                    "--n_ctx", str(n_ctx), "--n_threads", str(os.cpu_count() or 1), "--seed", "0"])
+                                    "--n_ctx", str(n_ctx), "--n_threads", threads, "--n_threads_batch", threads, "--seed", "0"])
 
 
 def default_specs() -> list[ServerSpec]:

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 LOCAL_MODEL = "gemma-3-270m-q4_k_m"
+LLM_THREADS_ENV = "RAG_LLM_THREADS"
 
 
 def model_cache_dir() -> Path:
@@ -27,6 +28,21 @@ def gguf_path() -> Path:
 
     target = model_cache_dir() / pkg.MODEL_NAME
     return Path(pkg.assemble(target))
+
+
+def llm_threads() -> int:
+    """Threads llama.cpp computes with: `$RAG_LLM_THREADS`, else one fewer than the cores this process may use (at least one).
+
+    llama.cpp's threads meet at every layer and spin while they wait; when another process holds one of the cores (a
+    Dagster run, the embedder, the webserver), the spinning threads stall each other. On 2 cores at load 6 (issue 12),
+    2 threads generated 1.0-3.7 tokens/s and read prompts at 43-56 tokens/s; 1 thread 16.8 and 144."""
+    if (value := os.environ.get(LLM_THREADS_ENV, "").strip()).isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def gpu_layers() -> int:
@@ -43,5 +59,6 @@ def gpu_layers() -> int:
 def load_llama(path: str, n_ctx: int):
     from llama_cpp import Llama
 
-    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=os.cpu_count() or 1, n_gpu_layers=gpu_layers(), seed=0, verbose=False)
+    threads = llm_threads()
+    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_gpu_layers=gpu_layers(), seed=0, verbose=False)
     return llm, threading.Lock()  # a Llama context serves one call at a time
