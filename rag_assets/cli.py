@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from rag_assets.client import DEFAULT_URL, ClientError
 from rag_assets.experiments.cli import add_parser as add_experiment_parser
+from rag_assets.inference.sql.plan import PLANS
 
 EXIT_USER_ERROR = 2
 
@@ -213,7 +214,7 @@ def _sql_eval(args: argparse.Namespace) -> int:
         index = open_schema_index(MilvusResource(uri=str(Path(tmp) / "schema.db")), EmbedderResource())
         questions = HELD_OUT if args.held_out else GOLD
         result = run_sql_eval(database, llm, index, questions[: args.limit] if args.limit else questions, n_rephrasings=args.rephrasings,
-                              max_tables=args.max_tables, log=log, constrained=not args.unconstrained)
+                              max_tables=args.max_tables, log=log, constrained=not args.unconstrained, plan=args.plan)
     if args.json:
         print(json.dumps(result.to_dict()))
         return 0
@@ -319,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--limit", type=int, default=None, help="only the first N gold questions")
     se.add_argument("--held-out", action="store_true", help="the held-out questions (written before tuning) instead of the gold ones")
     se.add_argument("--unconstrained", action="store_true", help="free-text SQL, no grammar (as before issue 13)")
+    se.add_argument("--plan", choices=PLANS, default=PLANS[0],
+                    help="how the query is written: under the grammar of the nearest example's shape (default), of the shape the "
+                         "model names first (two-step), one grammar for every question (one-step), or that with aggregate-first groups")
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(func=_sql_eval)
 

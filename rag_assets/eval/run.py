@@ -61,6 +61,7 @@ def run_eval(
     Raises `BeirFormatError` before loading anything if `dataset` is not a BEIR folder with `split`."""
     check_beir(dataset, split)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset.resolve().name)[:60] or "dataset"
+    evaluated = str(dataset)  # what the results name: the dataset asked for, not the temporary slice of it
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
         root = Path(tmp)
         if max_queries or max_docs:
@@ -93,7 +94,7 @@ def run_eval(
             scores[mode] = {k: round(v, 4) for k, v in evaluate(run, data.qrels).items()}
             log(f"{mode}: {scores[mode]}")
         n_chunks = int(report.metadata.get("chunks", {}).get("chunks", 0))
-        result = EvalResult(dataset=str(dataset), split=split, scores=scores, timings=timings, documents=docs.height,
+        result = EvalResult(dataset=evaluated, split=split, scores=scores, timings=timings, documents=docs.height,
                             chunks=n_chunks, queries=len(data.queries), dense_weight=retriever.dense_weight)
         record_eval(result)
         return result

@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag_assets.inference.sql.executor import QueryError, QueryResult, connect_readonly, database_tables, run_query
-from rag_assets.inference.sql.examples import render_examples
+from rag_assets.inference.sql.examples import N_EXAMPLES, pick_examples, render_examples
 from rag_assets.inference.sql.grammar import answer_schema, sql_grammar
 from rag_assets.inference.sql.guard import GuardError, validate
+from rag_assets.inference.sql.plan import nearest_shape, parse_shape, plan_constraint, plan_prompt, shape_examples
 from rag_assets.inference.sql.schema_docs import TableInfo, describe_database, render_tables, schema_docs
 from rag_assets.inference.sql.schema_index import SchemaIndex, database_key, rank_tables
 from rag_assets.llm.types import Completion, Constraint
@@ -33,10 +34,11 @@ def sql_prompt(question: str, schema: str, examples: list[list[str]] | None = No
     return SYSTEM, f"Tables:\n{schema}\n\n{render_examples(examples) if examples else ''}Question: {question}\nSQL: SELECT"
 
 
-def sql_constraint(columns: dict[str, list[list[str]]]) -> Constraint:
-    """What the answer may be: a query over the retrieved tables' real columns (a grammar continuing the
-    `SELECT` primer, for llama.cpp), or a JSON object holding the query (structured outputs elsewhere)."""
-    return Constraint(grammar=sql_grammar({t: [(c, ty) for c, ty in cols] for t, cols in columns.items()}),
+def sql_constraint(columns: dict[str, list[list[str]]], shape: str | None = None, agg_first: bool = False) -> Constraint:
+    """What the answer may be: a query over the retrieved tables' real columns, of one shape if given (a
+    grammar continuing the `SELECT` primer, for llama.cpp; see `grammar.sql_grammar`), or a JSON object
+    holding the query (structured outputs elsewhere)."""
+    return Constraint(grammar=sql_grammar({t: [(c, ty) for c, ty in cols] for t, cols in columns.items()}, shape, agg_first),
                       json_schema=answer_schema(), name="sql_query")
 
 
@@ -98,15 +100,42 @@ def select_schema(index: SchemaIndex, path: Path, queries: list[str], max_tables
 
 
 def generate_sql(complete, question: str, schema: str, sensitive: bool, max_tokens: int = 256,
-                 columns: dict[str, list[list[str]]] | None = None, examples: list[list[str]] | None = None) -> tuple[str, str]:
+                 columns: dict[str, list[list[str]]] | None = None, examples: list[list[str]] | None = None,
+                 agg_first: bool = False) -> tuple[str, str]:
     """(raw model text, extracted SQL) from the strong tier; with `columns` (the retrieved tables'), the
-    answer is constrained to a query over them (`sql_constraint`) by providers that can enforce it;
-    `examples` (see `examples.pick_examples`) go between the schema and the question."""
+    answer is constrained to a query over them (`sql_constraint`, `agg_first` passed on) by providers that
+    can enforce it; `examples` (see `examples.pick_examples`) go between the schema and the question."""
     system, prompt = sql_prompt(question, schema, examples)
-    extra = {"constraint": sql_constraint(columns)} if columns else {}
+    extra = {"constraint": sql_constraint(columns, agg_first=agg_first)} if columns else {}
     out: Completion = complete(prompt, tier="strong", system=system, sensitive=sensitive, max_tokens=max_tokens,
                                stop=[";", "\n\n", "Question:"], **extra)
     return out.text, completion_sql(out)
+
+
+def plan_shape(complete, question: str, sensitive: bool) -> str | None:
+    """Step 1 of the two-step plan: the query shape the model names for `question` (None if it names none)."""
+    system, prompt = plan_prompt(question)
+    out: Completion = complete(prompt, tier="strong", system=system, sensitive=sensitive, max_tokens=8, stop=["\n"],
+                               constraint=plan_constraint())
+    return parse_shape(out)
+
+
+def generate_planned_sql(complete, question: str, schema: str, sensitive: bool, columns: dict[str, list[list[str]]],
+                         max_tokens: int = 256, n_examples: int = N_EXAMPLES, shape_by: str = "model") -> tuple[str, str, str]:
+    """(shape, raw model text, extracted SQL): the model names the query's shape (`plan_shape`; with
+    `shape_by="example"`, the nearest worked example's shape instead, no call), then writes it under that
+    shape's grammar, shown the examples of that shape nearest the question. A shape the retrieved tables
+    cannot make (or none) falls back to the one-step grammar and examples."""
+    shape = nearest_shape(question) if shape_by == "example" else plan_shape(complete, question, sensitive)
+    try:
+        constraint = sql_constraint(columns, shape)
+        examples = shape_examples(question, shape, n_examples)
+    except ValueError:
+        shape, constraint, examples = None, sql_constraint(columns), pick_examples(question)
+    system, prompt = sql_prompt(question, schema, examples)
+    out: Completion = complete(prompt, tier="strong", system=system, sensitive=sensitive, max_tokens=max_tokens,
+                               stop=[";", "\n\n", "Question:"], constraint=constraint)
+    return shape or "", out.text, completion_sql(out)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from rag_assets.inference.sql import assistant
 from rag_assets.inference.sql.examples import pick_examples
 from rag_assets.inference.sql.executor import connect_readonly, run_query
 from rag_assets.inference.sql.gold import GOLD, GoldQuestion
+from rag_assets.inference.sql.plan import PLANS
 from rag_assets.inference.sql.schema_index import SchemaIndex
 
 MAX_ROWS = 10_000
@@ -214,9 +215,14 @@ def is_correct(database: Path, q: GoldQuestion, got: list[list]) -> bool:
 
 def run_sql_eval(database: Path, llm, index: SchemaIndex, questions: list[GoldQuestion] = GOLD, n_rephrasings: int = 3,
                  max_tables: int = 3, timeout_s: float = 10.0, log: Callable[[str], None] = lambda m: None,
-                 constrained: bool = True) -> SqlEvalResult:
+                 constrained: bool = True, plan: str = "example-shape") -> SqlEvalResult:
     """Ask every gold question through the assistant's pipeline (`llm` is an `LLMResource`) and score it;
-    `constrained=False` lets the model write free text (no grammar or schema, no examples), as before issue #13."""
+    `constrained=False` lets the model write free text (no grammar or schema, no examples), as before issue #13;
+    `plan` is one of `PLANS`: "example-shape" writes under the grammar of the nearest worked example's shape
+    (`assistant.generate_planned_sql`), "two-step" has the model name the shape first (one more call), "one-step"
+    is one grammar for every question, "agg-first" the same whose grouped form may also start with its aggregate."""
+    if plan not in PLANS:
+        raise ValueError(f"unknown plan {plan!r}; one of {', '.join(PLANS)}")
     started = time.perf_counter()
     scores = []
     for i, q in enumerate(questions, 1):
@@ -224,8 +230,12 @@ def run_sql_eval(database: Path, llm, index: SchemaIndex, questions: list[GoldQu
         rewrites = rewrite_question(llm.complete, q.question, n_rephrasings, False)
         schema = assistant.select_schema(index, database, [q.question, *rewrites], max_tables)
         examples = pick_examples(q.question) if constrained else None
-        _, sql = assistant.generate_sql(llm.complete, q.question, schema.schema, False, columns=schema.columns if constrained else None,
-                                        examples=examples)
+        if constrained and plan in ("two-step", "example-shape"):
+            _, _, sql = assistant.generate_planned_sql(llm.complete, q.question, schema.schema, False, schema.columns,
+                                                       shape_by="example" if plan == "example-shape" else "model")
+        else:
+            _, sql = assistant.generate_sql(llm.complete, q.question, schema.schema, False, columns=schema.columns if constrained else None,
+                                            examples=examples, agg_first=plan == "agg-first")
         outcome = assistant.check_and_run(database, sql, MAX_ROWS, timeout_s, schema.known_tables)
         correct = outcome.ok and not outcome.truncated and is_correct(database, q, outcome.rows)
         scores.append(QuestionScore(q.question, q.sql, outcome.sql, correct, outcome.error, schema.tables, round(time.perf_counter() - t0, 3),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Callable
 
 EXAMPLE_TABLES = """CREATE TABLE orders (order_id VARCHAR, customer_id VARCHAR, status VARCHAR, amount DOUBLE, n_items INTEGER,
   placed_at TIMESTAMP, paid BOOLEAN, note VARCHAR);
@@ -59,13 +60,15 @@ _DF = Counter(t for terms in _POOL for t in terms)
 _IDF = {t: math.log(len(_POOL) / n) + 0.1 for t, n in _DF.items()}
 
 
-def pick_examples(question: str, k: int = N_EXAMPLES) -> list[list[str]]:
+def pick_examples(question: str, k: int = N_EXAMPLES, where: Callable[[str], bool] | None = None) -> list[list[str]]:
     """The `k` examples whose questions share the most words and word pairs with `question` (weighted by how
-    rare they are among the examples), nearest last. Words, not embeddings: the examples' nouns (orders,
-    customers) never match the warehouse's, so what matches is the question's form ("how many ... each")."""
+    rare they are among the examples), nearest last; only those whose SQL passes `where`, if given. Words, not
+    embeddings: the examples' nouns (orders, customers) never match the warehouse's, so what matches is the
+    question's form ("how many ... each")."""
     terms = _terms(question)
     scores = [sum(_IDF[t] for t in terms & pool) / math.sqrt(len(pool)) for pool in _POOL]
-    order = sorted(range(len(EXAMPLES)), key=lambda i: -scores[i])[:k]
+    allowed = [i for i, (_, sql) in enumerate(EXAMPLES) if where is None or where(sql)]
+    order = sorted(allowed, key=lambda i: -scores[i])[:k]
     return [list(EXAMPLES[i]) for i in reversed(order)]
 
 

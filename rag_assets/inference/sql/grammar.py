@@ -82,11 +82,40 @@ def _alt(texts: list[str]) -> str:
     return " | ".join(_literal(t) for t in texts)
 
 
-def _query_rules(rule: str, from_clause: str, columns: list[tuple[str, str]]) -> list[str]:
-    """Rules `rule-q` and its parts for one FROM clause; `columns` are (SQL text, type) pairs.
+SHAPES = ("count", "count_where", "aggregate", "aggregate_where", "group", "list", "list_where", "top")
 
-    Three forms, so that every query binds: columns only; aggregates only; or a column, optionally with
-    an aggregate, grouped by that column (one alternative per column: `c[, agg] FROM t ... GROUP BY c`)."""
+
+def _shape_form(rule: str, shape: str, source: str, columns: list[str], has_stats: bool, has_order: bool) -> str | None:
+    """The alternatives of one query shape (see `SHAPES`) over one FROM clause, or None when its columns cannot
+    make that shape (no numeric or time column for `aggregate`)."""
+    counts = f'("count(*)" | "count(DISTINCT " {rule}-col ")") {source}'
+    items = f'{rule}-col (", " {rule}-col){{0,{MAX_ITEMS - 1}}} {source}'
+    if shape in ("aggregate", "aggregate_where") and not has_stats:
+        return None
+    grouped = [f'{_literal(c)} ", " {rule}-agg {source} {rule}-where? {_literal(" GROUP BY " + c)}' for c in columns]
+    ranked = [f'{_literal(c)} {source} {rule}-where? {_literal(" GROUP BY " + c)} " ORDER BY " {rule}-agg dir limit' for c in columns]
+    if has_order:
+        ranked.insert(0, f'{items} {rule}-where? " ORDER BY " {rule}-ord dir limit')
+    return {
+        "count": counts,
+        "count_where": f"{counts} {rule}-where",
+        "aggregate": f"{rule}-stat {source}",
+        "aggregate_where": f"{rule}-stat {source} {rule}-where",
+        "group": " | ".join(f"({g})" for g in grouped),
+        "list": f'"DISTINCT "? {items}',
+        "list_where": f"{items} {rule}-where",
+        "top": " | ".join(f"({r})" for r in ranked),
+    }[shape]
+
+
+def _query_rules(rule: str, from_clause: str, columns: list[tuple[str, str]], shape: str | None = None,
+                 agg_first: bool = False) -> list[str]:
+    """Rules `rule-q` and its parts for one FROM clause; `columns` are (SQL text, type) pairs; [] when the
+    columns cannot make `shape`.
+
+    Without a `shape`, three forms, so that every query binds: columns only; aggregates only; or a column,
+    optionally with an aggregate, grouped by that column (one alternative per column: `c[, agg] FROM t ...
+    GROUP BY c`; with `agg_first`, also `agg, c FROM t ... GROUP BY c`). With a shape, its form only (`_shape_form`)."""
     by_kind: dict[str, list[str]] = {}
     for text, sql_type in columns:
         by_kind.setdefault(kind_of(sql_type), []).append(text)
@@ -94,14 +123,15 @@ def _query_rules(rule: str, from_clause: str, columns: list[tuple[str, str]]) ->
     texts, bools = by_kind.get("text", []), by_kind.get("bool", [])
     rules = [f"{rule}-col ::= {_alt([c for c, _ in columns])}"]
     aggs = ['"count(*)"', f'"count(DISTINCT " {rule}-col ")"']
+    stats = []
     conds = [f'{rule}-col (" IS NULL" | " IS NOT NULL")']
     if numbers:
         rules.append(f"{rule}-num ::= {_alt(numbers)}")
-        aggs.append(f'("avg(" | "sum(") {rule}-num ")"')
+        stats.append(f'("avg(" | "sum(") {rule}-num ")"')
         conds.append(f"{rule}-num cmp num")
     if ordered:
         rules.append(f"{rule}-ord ::= {_alt(ordered)}")
-        aggs.append(f'("min(" | "max(") {rule}-ord ")"')
+        stats.append(f'("min(" | "max(") {rule}-ord ")"')
     if texts:
         rules.append(f"{rule}-text ::= {_alt(texts)}")
         conds.append(f'{rule}-text (" = " | " <> ") str')
@@ -110,12 +140,21 @@ def _query_rules(rule: str, from_clause: str, columns: list[tuple[str, str]]) ->
         rules.append(f"{rule}-bool ::= {_alt(bools)}")
         conds.append(f'"NOT "? {rule}-bool')
     source = _literal(" FROM " + from_clause)
-    grouped = [f'{_literal(c)} (", " {rule}-agg)? {source} {rule}-where? {_literal(" GROUP BY " + c)} '
-               f'(" ORDER BY " ({rule}-agg | {_literal(c)}) dir)? limit?' for c, _ in columns]
     rules += [
-        f"{rule}-agg ::= " + " | ".join(aggs),
+        f"{rule}-agg ::= " + " | ".join(aggs + stats),
         f"{rule}-cond ::= " + " | ".join(conds),
         f'{rule}-where ::= " WHERE " {rule}-cond (" AND " {rule}-cond)?',
+    ]
+    if stats:
+        rules.append(f"{rule}-stat ::= " + " | ".join(stats))
+    if shape is not None:
+        form = _shape_form(rule, shape, source, [c for c, _ in columns], bool(stats), bool(ordered))
+        return rules + [f"{rule}-q ::= {form}"] if form else []
+    ordering = lambda c: f'(" ORDER BY " ({rule}-agg | {_literal(c)}) dir)? limit?'  # noqa: E731
+    grouped = [f'{_literal(c)} (", " {rule}-agg)? {source} {rule}-where? {_literal(" GROUP BY " + c)} {ordering(c)}' for c, _ in columns]
+    if agg_first:
+        grouped += [f'{rule}-agg {_literal(", " + c)} {source} {rule}-where? {_literal(" GROUP BY " + c)} {ordering(c)}' for c, _ in columns]
+    rules += [
         f'{rule}-plain ::= "DISTINCT "? {rule}-col (", " {rule}-col){{0,{MAX_ITEMS - 1}}} {source} {rule}-where? '
         f'(" ORDER BY " {rule}-col dir)? limit?',
         f'{rule}-aggs ::= {rule}-agg (", " {rule}-agg){{0,{MAX_ITEMS - 1}}} {source} {rule}-where?',
@@ -132,23 +171,27 @@ def join_key(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> str | None:
     return shared[0] if shared else None
 
 
-def sql_grammar(tables: dict[str, list[tuple[str, str]]]) -> str:
+def sql_grammar(tables: dict[str, list[tuple[str, str]]], shape: str | None = None, agg_first: bool = False) -> str:
     """The GBNF grammar of the queries allowed over `tables` (name -> [(column, type)], best first): over the
-    first table, or the first joined with another."""
+    first table, or the first joined with another; of one of `SHAPES` only when `shape` is given (raises
+    ValueError when no table can make it); `agg_first` lets a grouped query name its aggregate first."""
     if not tables:
         raise ValueError("no table to write a query over")
+    if shape is not None and shape not in SHAPES:
+        raise ValueError(f"unknown query shape {shape!r}; one of {', '.join(SHAPES)}")
     usable = {name: [(c, t) for c, t in cols if kind_of(t) != "other"] for name, cols in tables.items()}
     best, *others = list(usable)
-    rules = _query_rules("t0", sql_ident(best), [(sql_ident(c), t) for c, t in usable[best]]) if usable[best] else []
-    queries = ["t0-q"] if usable[best] else []
+    rules = _query_rules("t0", sql_ident(best), [(sql_ident(c), t) for c, t in usable[best]], shape, agg_first) if usable[best] else []
+    queries = ["t0-q"] if rules else []
     for j, other in enumerate(others, 1):
         key = join_key(tables[best], tables[other])
         if key is None:
             continue
         qa, qb, k = sql_ident(best), sql_ident(other), sql_ident(key)
         cols = [(f"{q}.{sql_ident(c)}", t) for q, name in ((qa, best), (qb, other)) for c, t in usable[name]]
-        rules += _query_rules(f"j{j}", f"{qa} JOIN {qb} ON {qb}.{k} = {qa}.{k}", cols)
-        queries.append(f"j{j}-q")
+        joined = _query_rules(f"j{j}", f"{qa} JOIN {qb} ON {qb}.{k} = {qa}.{k}", cols, shape, agg_first)
+        rules += joined
+        queries += [f"j{j}-q"] if joined else []
     if not queries:
         raise ValueError("no table with a usable column to write a query over")
     return "\n".join([f'root ::= " " ({" | ".join(queries)}) ";"', *rules]) + COMMON_RULES

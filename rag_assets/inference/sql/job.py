@@ -11,7 +11,9 @@ schema with sample values from public rows only (sources marked sensitive in the
 
 The query is written under a constraint (`assistant.sql_constraint`): a grammar over the retrieved tables'
 real columns for the local model, structured outputs elsewhere; the guard checks it all the same. The
-prompt leads with the worked examples nearest the question (`examples.pick_examples`).
+prompt leads with the worked examples nearest the question (`examples.pick_examples`). `generator` picks how
+(`plan.PLANS`): under the grammar of the nearest example's query shape (the default), of the shape the model
+names first, or one grammar for every question.
 """
 
 import time
@@ -25,6 +27,7 @@ from rag_assets.inference.multi_query import rewrite_question, sensitive_sources
 from rag_assets.inference.sql import assistant
 from rag_assets.inference.sql.assets import build_from_platform, open_schema_index
 from rag_assets.inference.sql.examples import pick_examples
+from rag_assets.inference.sql.plan import PLANS
 from rag_assets.inference.sql.resource import WarehouseResource
 from rag_assets.inference.results import save_result
 from rag_assets.io_manager import PolarsParquetIOManager
@@ -51,6 +54,7 @@ class SqlConfig(dg.Config):
     query_timeout_s: float = 10.0  # seconds the query may run
     max_tokens: int = 256
     sensitive: bool = False  # keep this question's prompts on non-external models
+    generator: str = "example-shape"  # one of plan.PLANS: example-shape, two-step (the model names the shape first), one-step, agg-first
 
 
 def _seconds(started: float) -> float:
@@ -63,6 +67,8 @@ def variant_plan(config: SqlConfig) -> dict:
         variant = get_variant(config.variant)
     except VariantError as exc:
         raise dg.Failure(description=str(exc)) from exc
+    if config.generator not in PLANS:
+        raise dg.Failure(description=f"unknown generator {config.generator!r}; one of {', '.join(PLANS)}")
     plan = config.model_dump()
     if variant.name != DEFAULT_VARIANT:
         plan["n_rephrasings"] = variant.n_rephrasings
@@ -110,8 +116,14 @@ def search_schema(context: dg.OpExecutionContext, plan: dict, milvus: MilvusReso
 @dg.op(out=dg.Out(io_manager_key=IO), description="Write the SQL with the strong tier from the relevant schema.")
 def generate_sql(context: dg.OpExecutionContext, plan: dict, schema: dict, llm: LLMResource) -> dict:
     started = time.perf_counter()
-    raw, sql = assistant.generate_sql(run_llm(plan, llm).complete, plan["question"], schema["schema"], plan["sensitive"], plan["max_tokens"],
-                                      columns=schema.get("columns"), examples=schema.get("examples"))
+    complete, generator = run_llm(plan, llm).complete, plan.get("generator", "example-shape")
+    if generator in ("two-step", "example-shape"):
+        shape, raw, sql = assistant.generate_planned_sql(complete, plan["question"], schema["schema"], plan["sensitive"], schema["columns"],
+                                                         plan["max_tokens"], shape_by="example" if generator == "example-shape" else "model")
+        context.log.info(f"query shape: {shape or 'none (one-step grammar)'}")
+    else:
+        raw, sql = assistant.generate_sql(complete, plan["question"], schema["schema"], plan["sensitive"], plan["max_tokens"],
+                                          columns=schema.get("columns"), examples=schema.get("examples"), agg_first=generator == "agg-first")
     context.log.info(f"generated: {sql}")
     return {"raw": raw, "sql": sql, "generate_s": _seconds(started)}
 
