@@ -138,6 +138,22 @@ def generate_planned_sql(complete, question: str, schema: str, sensitive: bool, 
     return shape or "", out.text, completion_sql(out)
 
 
+SHAPED_PLANS = ("example-shape", "two-step")  # the generators (`plan.PLANS`) that write under one query shape's grammar
+
+
+def write_sql(complete, question: str, schema: str, sensitive: bool, columns: dict[str, list[list[str]]], plan: str,
+              max_tokens: int = 256, examples: list[list[str]] | None = None) -> tuple[str, str, str]:
+    """(shape or "", raw model text, extracted SQL) by the constrained generator `plan` (one of `plan.PLANS`):
+    under a shape's grammar (`generate_planned_sql`), or one grammar for every question with `examples`
+    (`generate_sql`; "agg-first" lets a grouped query start with its aggregate)."""
+    if plan in SHAPED_PLANS:
+        return generate_planned_sql(complete, question, schema, sensitive, columns, max_tokens,
+                                    shape_by="example" if plan == "example-shape" else "model")
+    raw, sql = generate_sql(complete, question, schema, sensitive, max_tokens, columns=columns, examples=examples,
+                            agg_first=plan == "agg-first")
+    return "", raw, sql
+
+
 @dataclass
 class Outcome:
     """A query's fate: its rows, or why it was refused (`rejected`) or failed (`error`, `timeout`)."""

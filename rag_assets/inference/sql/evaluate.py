@@ -229,13 +229,11 @@ def run_sql_eval(database: Path, llm, index: SchemaIndex, questions: list[GoldQu
         t0 = time.perf_counter()
         rewrites = rewrite_question(llm.complete, q.question, n_rephrasings, False)
         schema = assistant.select_schema(index, database, [q.question, *rewrites], max_tables)
-        examples = pick_examples(q.question) if constrained else None
-        if constrained and plan in ("two-step", "example-shape"):
-            _, _, sql = assistant.generate_planned_sql(llm.complete, q.question, schema.schema, False, schema.columns,
-                                                       shape_by="example" if plan == "example-shape" else "model")
+        if constrained:
+            _, _, sql = assistant.write_sql(llm.complete, q.question, schema.schema, False, schema.columns, plan,
+                                            examples=pick_examples(q.question))
         else:
-            _, sql = assistant.generate_sql(llm.complete, q.question, schema.schema, False, columns=schema.columns if constrained else None,
-                                            examples=examples, agg_first=plan == "agg-first")
+            _, sql = assistant.generate_sql(llm.complete, q.question, schema.schema, False)
         outcome = assistant.check_and_run(database, sql, MAX_ROWS, timeout_s, schema.known_tables)
         correct = outcome.ok and not outcome.truncated and is_correct(database, q, outcome.rows)
         scores.append(QuestionScore(q.question, q.sql, outcome.sql, correct, outcome.error, schema.tables, round(time.perf_counter() - t0, 3),

@@ -117,13 +117,10 @@ def search_schema(context: dg.OpExecutionContext, plan: dict, milvus: MilvusReso
 def generate_sql(context: dg.OpExecutionContext, plan: dict, schema: dict, llm: LLMResource) -> dict:
     started = time.perf_counter()
     complete, generator = run_llm(plan, llm).complete, plan.get("generator", "example-shape")
-    if generator in ("two-step", "example-shape"):
-        shape, raw, sql = assistant.generate_planned_sql(complete, plan["question"], schema["schema"], plan["sensitive"], schema["columns"],
-                                                         plan["max_tokens"], shape_by="example" if generator == "example-shape" else "model")
+    shape, raw, sql = assistant.write_sql(complete, plan["question"], schema["schema"], plan["sensitive"], schema.get("columns"),
+                                          generator, plan["max_tokens"], examples=schema.get("examples"))
+    if generator in assistant.SHAPED_PLANS:
         context.log.info(f"query shape: {shape or 'none (one-step grammar)'}")
-    else:
-        raw, sql = assistant.generate_sql(complete, plan["question"], schema["schema"], plan["sensitive"], plan["max_tokens"],
-                                          columns=schema.get("columns"), examples=schema.get("examples"), agg_first=generator == "agg-first")
     context.log.info(f"generated: {sql}")
     return {"raw": raw, "sql": sql, "generate_s": _seconds(started)}
 

@@ -13,8 +13,9 @@ The default (`PLANS`) skips the model in step 1: the shape is that of the neares
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
-from rag_assets.inference.sql.examples import EXAMPLES, pick_examples
+from rag_assets.inference.sql.examples import pick_examples
 from rag_assets.inference.sql.grammar import SHAPES
 from rag_assets.llm.types import Completion, Constraint
 
@@ -36,6 +37,7 @@ PLAN_EXAMPLES = 6
 PLANS = ("example-shape", "two-step", "one-step", "agg-first")
 
 
+@lru_cache(maxsize=256)
 def sql_shape(sql: str) -> str:
     """The shape label (`grammar.SHAPES`) of a query: top (ORDER BY + LIMIT), group (GROUP BY), count /
     aggregate (a count / another aggregate), else list; `_where` added to the last three when they filter."""
@@ -96,5 +98,3 @@ def shape_examples(question: str, shape: str, k: int) -> list[list[str]]:
     """The `k` worked examples nearest the question among those of `shape` (all of them when none has it)."""
     return pick_examples(question, k, where=lambda sql: sql_shape(sql) == shape) or pick_examples(question, k)
 
-
-SHAPED_EXAMPLES = {shape: sum(sql_shape(sql) == shape for _, sql in EXAMPLES) for shape in SHAPES}  # examples per shape
