@@ -41,17 +41,17 @@ def stored(ws: Workspace, asset: str) -> pl.DataFrame:
     return pl.read_parquet(paths[0])
 
 
-def throughput(model: str, texts: list[str], batch_size: int) -> float:
+def throughput(model: str, texts: list[str], batch_size: int, precision: str) -> float:
     """Chunks per second embedding `texts` (the model already loaded and warm)."""
-    bundled.encode(model, texts[:8], batch_size=batch_size)
+    bundled.encode(model, texts[:8], batch_size=batch_size, precision=precision)
     started = time.perf_counter()
-    bundled.encode(model, texts, batch_size=batch_size)
+    bundled.encode(model, texts, batch_size=batch_size, precision=precision)
     return len(texts) / (time.perf_counter() - started)
 
 
-def score_model(model: str, root: Path, cache_dir: Path, work: Path, batch_size: int) -> dict:
+def score_model(model: str, root: Path, cache_dir: Path, work: Path, batch_size: int, precision: str) -> dict:
     data = load_beir(root, "test")
-    embedder = EmbedderResource(model=model, cache_dir=str(cache_dir), batch_size=batch_size)
+    embedder = EmbedderResource(model=model, cache_dir=str(cache_dir), batch_size=batch_size, precision=precision)
     ws = Workspace(root=work / model, cache_dir=cache_dir)
     ws.write_sources([{"name": SOURCE, "kind": "beir", "paths": [str(root.resolve())], "schedule": "manual", "max_file_mb": 16_384}])
     report = ws.materialize(SOURCE, embedder=embedder)
@@ -69,6 +69,7 @@ def score_model(model: str, root: Path, cache_dir: Path, work: Path, batch_size:
     sample = texts[:: max(1, len(texts) // SAMPLE)][:SAMPLE]
     return {
         "model": model,
+        "precision": bundled.resolve_precision(model, embedder.device, precision),
         "dimension": embedder.dimension,
         "max_tokens": embedder.max_tokens,
         "ndcg@10_dense": round(scores["dense"]["ndcg_at_10"], 4),
@@ -80,7 +81,7 @@ def score_model(model: str, root: Path, cache_dir: Path, work: Path, batch_size:
         "embedded_now": emb.get("embedded_now"),
         "embed_seconds": emb.get("embed_seconds"),
         "ingest_seconds": round(report.seconds, 1),
-        "chunks_per_s": round(throughput(model, sample, batch_size), 1),
+        "chunks_per_s": round(throughput(model, sample, batch_size, precision), 1),
         "throughput_sample": len(sample),
     }
 
@@ -90,12 +91,14 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(bundled.LOCAL_MODELS))
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "rag-assets" / "embeddings"))
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", default="auto", choices=bundled.PRECISIONS,
+                        help="local sentence-transformers models (the cache does not tell precisions apart: give each its own --cache-dir)")
     args = parser.parse_args()
     root = require_scifact()
     results = []
     with tempfile.TemporaryDirectory(prefix="rag-embedders-") as tmp:
         for model in args.models.split(","):
-            results.append(score_model(model, root, Path(args.cache_dir), Path(tmp), args.batch_size))
+            results.append(score_model(model, root, Path(args.cache_dir), Path(tmp), args.batch_size, args.precision))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps({"dataset": "scifact", "split": "test", "models": results, "machine": machine()}))
 

@@ -5,12 +5,15 @@ model load and the first calls, as a user's first run does), each timed cold and
 again: model loaded, but a fresh workspace and an empty embedding cache, so every text is embedded again):
 
 - baseline: a bare `SentenceTransformer.encode` (the fp32 model, batch 64, normalised) of the pipeline's chunk texts;
-- fp32: the pipeline (documents -> chunks -> embeddings -> index, through the Dagster assets) with all-MiniLM-L6-v2;
-- int8: the same pipeline with all-MiniLM-L6-v2-int8 (ONNX Runtime, int8 weights).
+- baseline-bf16: the same bare `encode` under `torch.autocast(bfloat16)` (what a user could do by hand; with
+  `--bf16-baseline`), to show the pipeline's own overhead when both compute in bf16;
+- pipelines (`--pipelines`, each through the Dagster assets documents -> chunks -> embeddings -> index):
+  `default` (all-MiniLM-L6-v2 with the default precision: bf16 autocast on a CPU with native bf16, else fp32),
+  `fp32` (the same, precision fp32), `int8` (all-MiniLM-L6-v2-int8, ONNX Runtime).
 
-Ratios are pipeline / baseline, cold to cold and warm to warm (issue 12's goal: int8 cold <= 0.5). Then, as
-before, the fp32 pipeline's incremental runs: re-materialize with nothing changed, and with 1% of the documents
-changed (medians of --repeat). Prints one JSON object; `--max-docs N` runs on the first N documents.
+Ratios are pipeline / baseline, cold to cold and warm to warm (issue 12's goal: cold <= 0.5). Then the first
+pipeline's incremental runs: re-materialize with nothing changed, and with 1% of the documents changed (medians
+of --repeat). Prints one JSON object; `--max-docs N` runs on the first N documents.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import machine, median, require_scifact, timer  # noqa: E402
 
 FP32 = "all-MiniLM-L6-v2"
-MODELS = {"fp32": FP32, "int8": "all-MiniLM-L6-v2-int8"}
+PIPELINES = {"default": (FP32, "auto"), "fp32": (FP32, "fp32"), "int8": ("all-MiniLM-L6-v2-int8", "auto")}
+BASELINES = ("baseline", "baseline-bf16")
 SOURCE = "scifact"
 
 
@@ -46,7 +50,7 @@ def change_documents(corpus: Path, fraction: float, round_: int) -> int:
     return changed
 
 
-def pipeline_run(model: str, data: Path, work: Path):
+def pipeline_run(kind: str, data: Path, work: Path):
     """Materialize the source into a fresh workspace with an empty embedding cache; (seconds, workspace, report)."""
     from rag_assets.pipeline import Workspace
     from resources import EmbedderResource
@@ -55,22 +59,27 @@ def pipeline_run(model: str, data: Path, work: Path):
     ws = Workspace(root=work / "ws", cache_dir=work / "cache")
     ws.write_sources([{"name": SOURCE, "kind": "beir", "paths": [str(data)], "max_file_mb": 1000}])
     started = time.perf_counter()
-    report = ws.materialize(SOURCE, embedder=EmbedderResource(model=model, cache_dir=str(work / "cache")))
+    model, precision = PIPELINES[kind]
+    report = ws.materialize(SOURCE, embedder=EmbedderResource(model=model, precision=precision, cache_dir=str(work / "cache")))
     return time.perf_counter() - started, ws, report
 
 
-def measure_pipeline(kind: str, data: Path, work: Path, texts_out: Path, repeat: int) -> dict:
+def measure_pipeline(kind: str, data: Path, work: Path, texts_out: Path, repeat: int, first: bool) -> dict:
     from rag_assets.storage import names_for
     from rag_assets.variants import DEFAULT_SETTINGS
 
     seconds, stages = [], []
     for run in ("cold", "warm"):
-        elapsed, ws, report = pipeline_run(MODELS[kind], data, work / f"{kind}-{run}")
+        elapsed, ws, report = pipeline_run(kind, data, work / f"{kind}-{run}")
         seconds.append(elapsed)
         stages.append({k: round(v, 1) for k, v in report.stage_seconds().items()})
     out = {"cold_s": round(seconds[0], 1), "warm_s": round(seconds[1], 1), "cold_stage_s": stages[0], "warm_stage_s": stages[1],
            "chunks": int(report.metadata["chunks"]["chunks"])}
-    if kind != "fp32":
+    from rag_assets.embedding import bundled
+
+    model, precision = PIPELINES[kind]
+    out["precision"] = bundled.resolve_precision(model, "auto", precision)
+    if not first:
         return out
     import polars as pl
 
@@ -100,20 +109,25 @@ def measure_pipeline(kind: str, data: Path, work: Path, texts_out: Path, repeat:
     return out
 
 
-def measure_baseline(texts_file: Path) -> dict:
+def measure_baseline(texts_file: Path, bf16: bool) -> dict:
+    import contextlib
+
     import polars as pl
 
     texts = pl.read_parquet(texts_file)["text"].to_list()
     seconds: list[float] = []
     with timer(seconds):  # cold: import, load, encode
+        import torch
         from sentence_transformers import SentenceTransformer
 
         from rag_assets.embedding import bundled
 
         model = SentenceTransformer(str(bundled.local_model_dir(FP32)), device="cpu", local_files_only=True)
-        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-    with timer(seconds):  # warm: the model loaded
-        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        with autocast():
+            model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=False)
+    with timer(seconds), autocast():  # warm: the model loaded
+        model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_tensor=True, show_progress_bar=False)
     return {"cold_s": round(seconds[0], 1), "warm_s": round(seconds[1], 1), "texts": len(texts)}
 
 
@@ -128,17 +142,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3, help="runs of each incremental measurement (0: skip them)")
     parser.add_argument("--max-docs", type=int, default=0, help="use only the first N documents (quick check)")
-    parser.add_argument("--measure", choices=["baseline", *MODELS], help=argparse.SUPPRESS)  # one measurement, in this process
+    parser.add_argument("--pipelines", default="default,fp32", help=f"comma-separated, of {', '.join(PIPELINES)}; the first one's chunk texts are the baselines' input")
+    parser.add_argument("--bf16-baseline", action="store_true", help="also time the bare encode under bf16 autocast")
+    parser.add_argument("--first", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=[*BASELINES, *PIPELINES], help=argparse.SUPPRESS)  # one measurement, in this process
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.measure == "baseline":
-        print(json.dumps(measure_baseline(args.texts)))
+    if args.measure in BASELINES:
+        print(json.dumps(measure_baseline(args.texts, bf16=args.measure == "baseline-bf16")))
         return
     if args.measure:
-        print(json.dumps(measure_pipeline(args.measure, args.data, args.work, args.texts, args.repeat)))
+        print(json.dumps(measure_pipeline(args.measure, args.data, args.work, args.texts, args.repeat, args.first)))
         return
+    pipelines = args.pipelines.split(",")
+    if unknown := set(pipelines) - set(PIPELINES):
+        raise SystemExit(f"unknown pipelines {sorted(unknown)}; known: {', '.join(PIPELINES)}")
 
     root = require_scifact()
     with tempfile.TemporaryDirectory(prefix="rag-bench-") as tmp:
@@ -146,20 +166,23 @@ def main() -> None:
         lines = lines[: args.max_docs] if args.max_docs else lines
         texts = Path(tmp) / "chunk_texts.parquet"
         results, load = {}, {}
-        for kind in ("fp32", "baseline", "int8"):  # fp32 first: it writes the chunk texts the baseline encodes
+        baselines = ["baseline", "baseline-bf16"] if args.bf16_baseline else ["baseline"]
+        # the first pipeline first: it writes the chunk texts the baselines encode
+        for i, kind in enumerate([pipelines[0], *baselines, *pipelines[1:]]):
             data = Path(tmp) / f"data-{kind}" / SOURCE
             data.mkdir(parents=True)
             (data / "corpus.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
             common = ["--texts", str(texts), "--data", str(data), "--work", str(Path(tmp) / "work"), "--repeat", str(args.repeat)]
             load[kind] = [round(os.getloadavg()[0], 1)]
-            results[kind] = in_fresh_process(["--measure", kind, *common])
+            results[kind] = in_fresh_process(["--measure", kind, *common, *(["--first"] if i == 0 else [])])
             load[kind].append(round(os.getloadavg()[0], 1))
         base = results["baseline"]
+        ratio = lambda kind, to: {run: round(results[kind][f"{run}_s"] / results[to][f"{run}_s"], 3) for run in ("cold", "warm")}  # noqa: E731
         result = {
             "documents": len(lines),
             "chunks": base["texts"],
-            **{f"{kind}_vs_bare_encode": {run: round(results[kind][f"{run}_s"] / base[f"{run}_s"], 3) for run in ("cold", "warm")}
-               for kind in MODELS},
+            **{f"{kind}_vs_bare_encode": ratio(kind, "baseline") for kind in pipelines},
+            **({f"{kind}_vs_bare_bf16_encode": ratio(kind, "baseline-bf16") for kind in pipelines} if args.bf16_baseline else {}),
             **results,
             "load_average_before_after": load,
             "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),

@@ -30,6 +30,8 @@ class EmbedderResource(dg.ConfigurableResource):
     external: bool | None = None  # default: every provider but `local` is external
     chunk_tokens: int = 512  # remote models: chunk budget, counted with the local tokenizer
     server_url: str = ""  # local: an embedding server holding the model (`rag dev` starts one); default $RAG_EMBEDDER_URL
+    # local all-MiniLM-L6-v2: auto = bf16 autocast on a CPU with native bfloat16 (AMX, AVX512-BF16), else fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
     def embedder(self) -> Embedder:
         return Embedder(**{name: getattr(self, name) for name in Embedder.__dataclass_fields__})

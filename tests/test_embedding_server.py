@@ -34,6 +34,7 @@ def server_url():
 def test_server_vectors_equal_in_process_vectors(server_url: str, monkeypatch: pytest.MonkeyPatch):
     health = httpx.get(f"{server_url}/health").json()
     assert health["status"] == "ok" and health["models"] == [MODEL]
+    assert health["precision"] == {MODEL: bundled.resolve_precision(MODEL, "auto")}
     local = bundled.encode(MODEL, TEXTS)
     calls = []
     real_encode = bundled.encode
@@ -45,7 +46,8 @@ def test_server_vectors_equal_in_process_vectors(server_url: str, monkeypatch: p
     assert (after["requests"] - health["requests"], after["texts"] - health["texts"]) == (2, 5)
     assert docs.dtype == np.float32 and docs.shape == (3, 384)
     np.testing.assert_allclose(docs, local, atol=1e-5)
-    np.testing.assert_allclose(queries, local[:2], atol=1e-5)
+    # another batch (2 texts, not 3): under bf16 the padding changes the last digits, not the vector
+    assert (queries * local[:2]).sum(axis=1).min() > 0.99999
 
 
 def test_a_model_the_server_does_not_hold_and_a_dead_server_fall_back_to_in_process(server_url: str):

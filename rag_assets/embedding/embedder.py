@@ -70,6 +70,9 @@ class Embedder:
     external: bool | None = None
     chunk_tokens: int = 512
     server_url: str = ""  # local: an embedding server already holding the model (default: $RAG_EMBEDDER_URL)
+    # local sentence-transformers models: auto (bf16 on a CPU with native bf16), fp32, bf16. The cache does not tell
+    # them apart: like a GPU's vectors against a CPU's, bf16 vectors are the same model's (cosine >= 0.9999 to fp32).
+    precision: str = "auto"
 
     @property
     def model_id(self) -> str:
@@ -137,7 +140,7 @@ class Embedder:
                 return server_encode(url, self.model, texts, query, self.dimension)
             except ServerUnavailable as exc:
                 log.warning("embedding server not used, embedding in this process: %s", exc)
-        return bundled.encode(self.model, texts, self.device, self.batch_size, query=query)
+        return bundled.encode(self.model, texts, self.device, self.batch_size, query=query, precision=self.precision)
 
     def embed_documents(self, texts: list[str], hashes: list[str] | None = None, log=None,
                         sensitive: bool = False) -> tuple[np.ndarray, int]:

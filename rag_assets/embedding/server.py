@@ -39,15 +39,16 @@ def decode_vectors(data: list[dict], dimension: int) -> np.ndarray:
     return np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") for d in rows]).astype(np.float32)
 
 
-def create_app(models: list[str], device: str = "auto", batch_size: int = 64) -> Starlette:
-    """The app, with `models` loaded (and warmed on one text) before it serves."""
+def create_app(models: list[str], device: str = "auto", batch_size: int = 64, precision: str = "auto") -> Starlette:
+    """The app, with `models` loaded (and warmed on one text) before it serves; `precision` as `bundled.encode`'s."""
+    precisions = {model: bundled.resolve_precision(model, device, precision) for model in models}
     for model in models:
-        bundled.encode(model, ["warm up"], device, batch_size)
+        bundled.encode(model, ["warm up"], device, batch_size, precision=precision)
     lock = asyncio.Lock()  # one encode at a time: the model already uses every core
     served = {"requests": 0, "texts": 0}
 
     async def health(_: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "models": models, **served})
+        return JSONResponse({"status": "ok", "models": models, "precision": precisions, **served})
 
     async def embeddings(request: Request) -> JSONResponse:
         try:
@@ -63,7 +64,7 @@ def create_app(models: list[str], device: str = "auto", batch_size: int = 64) ->
             return JSONResponse({"error": {"message": f"`input` must be a string or a list of at most {MAX_INPUTS} strings"}}, status_code=400)
         query = body.get("input_type") == "query"
         async with lock:
-            vectors = await asyncio.to_thread(bundled.encode, model, inputs, device, batch_size, query)
+            vectors = await asyncio.to_thread(bundled.encode, model, inputs, device, batch_size, query, precision)
             served["requests"] += 1
             served["texts"] += len(inputs)
         return JSONResponse({"object": "list", "model": model, "data": encode_vectors(vectors),
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", action="append", dest="models", help="a bundled model to serve (repeatable)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=bundled.PRECISIONS)
     args = parser.parse_args(argv)
-    app = create_app(args.models or ["all-MiniLM-L6-v2"], args.device)
+    app = create_app(args.models or ["all-MiniLM-L6-v2"], args.device, precision=args.precision)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

@@ -8,7 +8,7 @@ from rag_assets.storage import StorageNames
 from rag_assets.variants import VariantSettings
 from resources.embedder import EmbedderResource
 
-CARRIED = ("device", "batch_size", "dimension_override", "external", "chunk_tokens")
+CARRIED = ("device", "batch_size", "dimension_override", "external", "chunk_tokens", "precision")
 
 
 def model_of(base: EmbedderResource, variant: VariantSettings, cache_dir: str | None = None) -> EmbedderResource:
