@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Workload = Literal["embedding", "training", "inference", "cpu"]
 NodeKind = Literal["gpu", "cpu"]
@@ -70,10 +70,22 @@ def settings_path() -> Path:
     return Path(os.environ["RAG_DEPLOY_SETTINGS"]) if os.environ.get("RAG_DEPLOY_SETTINGS") else DEFAULT_SETTINGS
 
 
+class DeploymentSettingsError(ValueError):
+    """The deployment settings file cannot be used; the message names the file and each problem."""
+
+
 def read_settings(path: Path) -> DeploymentSettings:
     if not path.is_file():
         raise FileNotFoundError(f"no deployment settings at {path} (set RAG_DEPLOY_SETTINGS to the file)")
-    return DeploymentSettings.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DeploymentSettingsError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    try:
+        return DeploymentSettings.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in exc.errors())
+        raise DeploymentSettingsError(f"{path}: {problems}") from None
 
 
 def load_settings() -> DeploymentSettings:
