@@ -69,7 +69,7 @@ def test_rag_dev_postgres_instance_opens_on_a_live_server(tmp_path: Path, pg_url
     monkeypatch.setenv(POSTGRES_URL_ENV, sqlalchemy_postgres_url(pg_url))  # as DevStack passes it to `dagster dev`
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert type(instance.run_coordinator).__name__ == "DevRunCoordinator"
         assert type(instance.run_launcher).__name__ == "DevRunLauncher"
         instance.add_dynamic_partitions("sources", ["docs"])
         assert instance.get_dynamic_partitions("sources") == ["docs"]

@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import dagster as dg
 import httpx
 import pytest
 
@@ -61,6 +62,24 @@ def test_the_answer_streams_over_graphql_before_the_run_ends(stack: DevStack):
                            "--max-tokens", "24", "--timeout", "300"], capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() and "[1]" in proc.stdout and "answer-delta" not in proc.stdout + proc.stderr
+
+
+def event_types(instance: dg.DagsterInstance, run_id: str) -> set[str]:
+    records = instance.get_records_for_run(run_id, limit=1000).records
+    return {r.event_log_entry.dagster_event.event_type_value for r in records if r.event_log_entry.dagster_event}
+
+
+def test_asks_launch_at_once_while_ingest_runs_go_through_the_queue(stack: DevStack):
+    """`DevRunCoordinator`: an ask holds no partition, so it is launched when submitted (no enqueued event, no
+    wait for the daemon's next poll); the sensor's ingest runs were queued, as their partition limit needs."""
+    out = client.ask("What does the index asset store?", url=stack.url, timeout_s=400, n_rephrasings=0, max_tokens=8)
+    with dg.DagsterInstance.from_config(str(stack.dagster_home)) as instance:
+        ask_events = event_types(instance, out["run_id"])
+        ingest = instance.get_runs(dg.RunsFilter(job_name="ingest"), limit=1)
+        assert ingest, "the sensor launched no ingest run"
+        ingest_events = event_types(instance, ingest[0].run_id)
+    assert "PIPELINE_STARTING" in ask_events and "PIPELINE_ENQUEUED" not in ask_events
+    assert {"PIPELINE_ENQUEUED", "PIPELINE_STARTING"} <= ingest_events
 
 
 def test_runs_embed_on_the_model_server_and_fall_back_to_loading_without_it(stack: DevStack):
