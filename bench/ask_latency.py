@@ -111,7 +111,9 @@ def main() -> None:
     parser.add_argument("--no-model-servers", action="store_true", help="runs load their models (as before `rag dev` served them)")
     parser.add_argument("--graphql-only", action="store_true", help="skip the `--local` path")
     parser.add_argument("--concurrent", type=int, default=0, help="then launch this many asks at once over GraphQL")
+    parser.add_argument("--context-chars", type=int, default=None, help="source text in the answer prompt (default: the CLI's)")
     args = parser.parse_args()
+    load = [round(os.getloadavg()[0], 2)]
     with tempfile.TemporaryDirectory(prefix="rag-ask-bench-") as tmp:
         home = Path(tmp)
         sources = home / "sources.yaml"
@@ -127,12 +129,14 @@ def main() -> None:
                     break
                 time.sleep(2)
             env = {**os.environ, **{k: v for k, v in stack.environment().items() if k.startswith("RAG_")}}
-            common = ["--max-tokens", str(args.max_tokens), "--rephrasings", str(args.rephrasings)]
+            common = ["--max-tokens", str(args.max_tokens), "--rephrasings", str(args.rephrasings),
+                      *(["--context-chars", str(args.context_chars)] if args.context_chars is not None else [])]
             graphql, local, at_once = [], [], None
             for _ in range(args.rounds):
                 for q in QUESTIONS:
                     out, wall = run_cli([q, "--url", stack.url, *common], env)
-                    graphql.append({**breakdown(out, wall), **run_phases(stack.url, out["run_id"])})
+                    graphql.append({**breakdown(out, wall), **run_phases(stack.url, out["run_id"]), "question": q,
+                                    "answer": out["answer"]})
                     if not args.graphql_only:
                         local.append(breakdown(*run_cli([q, "--local", *common], env)))
             if args.concurrent:
@@ -140,11 +144,15 @@ def main() -> None:
         finally:
             stack.stop()
 
+    load.append(round(os.getloadavg()[0], 2))
+
     def med(rows: list[dict]) -> dict:
-        return {k: round(median([r[k] for r in rows if k in r]), 3) for k in rows[0]}
+        keys = dict.fromkeys(k for r in rows for k, v in r.items() if isinstance(v, (int, float)))
+        return {k: round(median([r[k] for r in rows if k in r]), 3) for k in keys}
 
     g = med(graphql)
-    settings = {"rephrasings": args.rephrasings, "max_tokens": args.max_tokens, "model_servers": not args.no_model_servers}
+    settings = {"rephrasings": args.rephrasings, "max_tokens": args.max_tokens, "model_servers": not args.no_model_servers,
+                "context_chars": args.context_chars, "llm_threads": os.environ.get("RAG_LLM_THREADS", "default"), "load_before_after": load}
     if at_once is not None:  # against one at a time: the same asks' sequential figures
         walls = [r["wall_s"] for r in graphql]
         at_once["one_at_a_time"] = {"answers_per_min": round(60 / median(walls), 2), "wall_p50_s": round(median(walls), 2),

@@ -148,6 +148,8 @@ class _TerminalAnswer:
 
 def _ask(args: argparse.Namespace) -> int:
     options = dict(top_k=args.top_k, n_rephrasings=args.rephrasings, mode=args.mode, sources=args.source or None, max_tokens=args.max_tokens)
+    if args.context_chars is not None:
+        options["context_chars"] = args.context_chars
     terminal = None if args.json or args.local else _TerminalAnswer()
     result = _inference("ask", args, options, on_answer=terminal)
     if terminal is not None and terminal.printed:
@@ -292,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
     ask.add_argument("--source", action="append", help="restrict to a source (repeatable)")
     ask.add_argument("--max-tokens", type=int, default=256)
+    ask.add_argument("--context-chars", type=int, default=None,
+                     help="source text in the answer prompt, all sources together (0: the chunks whole; default: 2400, about 600 tokens, when the local model answers, else whole)")
     ask.set_defaults(func=_ask)
 
     sq = sub.add_parser("sql", help="ask a question about a DuckDB database (default: the platform's warehouse) as a Dagster run")

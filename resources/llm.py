@@ -116,6 +116,10 @@ class LLMResource(dg.ConfigurableResource):
         return self.router.complete(tier, prompt, sensitive=sensitive, limits=limits, system=system,
                                     max_tokens=max_tokens, temperature=temperature, stop=stop, constraint=constraint, stream=stream)
 
+    def first_provider(self, tier: str = "strong", sensitive: bool = False, max_tokens: int = 256) -> str:
+        """The provider ("local", "openai", "gemini") a `complete` call with these settings tries first."""
+        return self.router.plan(tier, Limits(max_tokens_out=max_tokens), sensitive)[0][0].provider
+
     @property
     def ledger(self) -> Ledger:
         return self.router.ledger

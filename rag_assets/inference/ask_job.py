@@ -22,7 +22,7 @@ from rag_assets.models.ranker_asset import trained_ranker
 from rag_assets.storage import collection_for
 from rag_assets.variants import DEFAULT_VARIANT, VariantSettings, get_variant
 from rag_assets.inference.multi_query import (
-    AskResult, Source, any_sensitive, answer_prompt, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
+    CONTEXT_CHARS, AskResult, Source, any_sensitive, answer_prompt, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
 )
 from rag_assets.inference.answer_stream import RunLogStream
 from rag_assets.inference.results import save_result, source_tag
@@ -44,6 +44,9 @@ class AskConfig(dg.Config):
     sources: list[str] = []
     verify: bool = False
     max_tokens: int = 256
+    # source text in the answer prompt, all sources together; 0: the chunks whole; None: CONTEXT_CHARS when the answer
+    # goes to the local model first (it reads about 400 prompt tokens a second on 2 cores), else whole
+    context_chars: int | None = None
     variant: str = DEFAULT_VARIANT  # whose index (embedding model, chunking) and fusion to search
 
 
@@ -123,7 +126,11 @@ def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, ll
     hits: list[Hit] = ranked["hits"]
     stream = RunLogStream(context.log.info)  # the answer's pieces in the run log as they come (`rag ask` prints them)
     if hits:
-        system, prompt = answer_prompt(plan["question"], hits)
+        budget = plan["context_chars"]
+        if budget is None:
+            local = llm.first_provider("strong", ranked["sensitive"], plan["max_tokens"]) == "local"
+            budget = CONTEXT_CHARS if local else 0
+        system, prompt = answer_prompt(plan["question"], hits, ranked["rewrites"], budget)
         text = llm.complete(prompt, tier="strong", system=system, sensitive=ranked["sensitive"],
                             max_tokens=plan["max_tokens"], stop=["\nQuestion:"], stream=stream).text.strip()
     else:
