@@ -58,3 +58,13 @@ def test_the_budget_follows_the_model_that_answers_first(monkeypatch):
     pinned = LLMResource(provider="openai", openai_api_key="sk-test")
     assert pinned.first_provider("strong") == "openai"
     assert pinned.first_provider("strong", sensitive=True) == "local"
+
+
+def test_the_answer_stops_at_a_source_that_was_not_given():
+    from rag_assets.inference.multi_query import answer_stops
+
+    stops = answer_stops(5)
+    assert "[6]" in stops and "[5]" not in stops and "\nQuestion:" in stops
+    answer = "Chunk ids are hashes [1], see also [5].\n\n[6] Architecture\n| documents | ..."
+    first = min(answer.find(s) for s in stops if s in answer)
+    assert answer[:first].strip() == "Chunk ids are hashes [1], see also [5]."

@@ -40,6 +40,7 @@ def test_rag_ask_over_graphql_returns_an_answer_with_real_sources(stack: DevStac
     assert any("sources" in s["link"] or "README" in s["link"] for s in out["sources"])
     assert "[retrieve_original]" in proc.stderr  # progress from the run's events
     assert out["timings"]["total_s"] > 0 and out["llm"]["llm_calls"] == 2  # one rewrite call, one answer call
+    assert f"[{len(out['sources']) + 1}]" not in out["answer"]  # stopped before inventing a source past the last
 
 
 def test_the_answer_streams_over_graphql_before_the_run_ends(stack: DevStack):

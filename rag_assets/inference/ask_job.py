@@ -22,7 +22,7 @@ from rag_assets.models.ranker_asset import trained_ranker
 from rag_assets.storage import collection_for
 from rag_assets.variants import DEFAULT_VARIANT, VariantSettings, get_variant
 from rag_assets.inference.multi_query import (
-    CONTEXT_CHARS, AskResult, Source, any_sensitive, answer_prompt, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
+    CONTEXT_CHARS, AskResult, Source, any_sensitive, answer_prompt, answer_stops, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
 )
 from rag_assets.inference.answer_stream import RunLogStream
 from rag_assets.inference.results import save_result, source_tag
@@ -132,7 +132,7 @@ def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, ll
             budget = CONTEXT_CHARS if local else 0
         system, prompt = answer_prompt(plan["question"], hits, ranked["rewrites"], budget)
         text = llm.complete(prompt, tier="strong", system=system, sensitive=ranked["sensitive"],
-                            max_tokens=plan["max_tokens"], stop=["\nQuestion:"], stream=stream).text.strip()
+                            max_tokens=plan["max_tokens"], stop=answer_stops(len(hits)), stream=stream).text.strip()
     else:
         text = "No indexed document matches this question."
         stream.write(text)

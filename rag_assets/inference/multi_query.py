@@ -143,6 +143,12 @@ def answer_prompt(question: str, hits: list[Hit], rewrites: list[str] = (), cont
     return system, f"Sources:\n{sources}\n\nQuestion: {question}\nAnswer:"
 
 
+def answer_stops(n_sources: int) -> list[str]:
+    """Where the answer ends: a new question, or a source numbered past the last one given. A small model that has
+    answered tends to go on writing "[6] <title> ..." in the sources' format: a source it invents, never an answer."""
+    return ["\nQuestion:", "\nSources:", f"[{n_sources + 1}]"]
+
+
 @dataclass
 class Source:
     link: str
