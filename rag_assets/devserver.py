@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -146,15 +147,28 @@ def launches_at_once(tags: Mapping[str, str]) -> bool:
     return tags.get("rag/kind") in INTERACTIVE_KINDS and not any(tag in tags for tag in LIMITED_TAGS)
 
 
+DIRECT_LAUNCHES = 2  # at most this many runs launched by the webserver itself at once; the others are queued
+_direct_launches = threading.BoundedSemaphore(DIRECT_LAUNCHES)
+
+
 class DevRunCoordinator(QueuedRunCoordinator):
-    """Dagster's run queue, except for interactive runs (`launches_at_once`), which launch when submitted, as
-    Dagster's `DefaultRunCoordinator` launches every run: they hold no partition, so nothing queues them."""
+    """Dagster's run queue, except for interactive runs (`launches_at_once`): the webserver launches those itself
+    when submitted, as Dagster's `DefaultRunCoordinator` does every run, since they hold no partition.
+
+    Launching starts the run's process inside the `launchRun` call, so at most `DIRECT_LAUNCHES` are launched that
+    way at a time: a burst of asks (twenty at once took the webserver past the client's 30 s timeout) queues the
+    rest, and the daemon launches them as it launches every other run."""
 
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         run = context.dagster_run
         if run.status != DagsterRunStatus.NOT_STARTED or not launches_at_once(run.tags):
             return super().submit_run(context)
-        self._instance.launch_run(run.run_id, context.workspace)
+        if not _direct_launches.acquire(blocking=False):
+            return super().submit_run(context)
+        try:
+            self._instance.launch_run(run.run_id, context.workspace)
+        finally:
+            _direct_launches.release()
         launched = self._instance.get_run_by_id(run.run_id)
         if launched is None:
             raise RuntimeError(f"run {run.run_id} vanished while launching")
