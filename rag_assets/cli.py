@@ -22,6 +22,13 @@ from rag_assets.inference.sql.plan import PLANS
 EXIT_USER_ERROR = 2
 
 
+def _non_negative(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number
+
+
 def _eval(args: argparse.Namespace) -> int:
     from rag_assets.client import check_writable
     from rag_assets.eval.beir import check_beir
@@ -294,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
     ask.add_argument("--source", action="append", help="restrict to a source (repeatable)")
     ask.add_argument("--max-tokens", type=int, default=256)
-    ask.add_argument("--context-chars", type=int, default=None,
+    ask.add_argument("--context-chars", type=_non_negative, default=None,
                      help="source text in the answer prompt, all sources together (0: the chunks whole; default: 2400, about 600 tokens, when the local model answers, else whole)")
     ask.set_defaults(func=_ask)
 

@@ -68,3 +68,16 @@ def test_the_answer_stops_at_a_source_that_was_not_given():
     answer = "Chunk ids are hashes [1], see also [5].\n\n[6] Architecture\n| documents | ..."
     first = min(answer.find(s) for s in stops if s in answer)
     assert answer[:first].strip() == "Chunk ids are hashes [1], see also [5]."
+
+
+def test_a_negative_budget_is_refused_by_the_cli_and_the_run_config():
+    import pytest
+
+    from rag_assets.cli import build_parser
+    from rag_assets.inference.ask_job import AskConfig
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ask", "q", "--context-chars", "-3"])
+    assert build_parser().parse_args(["ask", "q", "--context-chars", "0"]).context_chars == 0
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        AskConfig(question="q", context_chars=-1)

@@ -15,6 +15,7 @@ from typing import Literal
 
 import dagster as dg
 import polars as pl
+from pydantic import Field
 
 from rag_assets.deployment import run_placement
 from rag_assets.ingest.variant_embedder import model_of
@@ -46,7 +47,7 @@ class AskConfig(dg.Config):
     max_tokens: int = 256
     # source text in the answer prompt, all sources together; 0: the chunks whole; None: CONTEXT_CHARS when the answer
     # goes to the local model first (it reads about 400 prompt tokens a second on 2 cores), else whole
-    context_chars: int | None = None
+    context_chars: int | None = Field(default=None, ge=0)
     variant: str = DEFAULT_VARIANT  # whose index (embedding model, chunking) and fusion to search
 
 
