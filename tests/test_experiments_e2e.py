@@ -58,8 +58,14 @@ def dev(tmp_path_factory: pytest.TempPathFactory):
 
 
 def collection_ids(stack: DevStack) -> dict[str, set[str]]:
+    """Each chunk collection's ids, through a client closed after use: a pymilvus channel left idle through the
+    experiment's minutes keeps pinging, and milvus-lite answers with GOAWAY "too_many_pings", after which pymilvus
+    fails to recover the cached connection (seen once in CI)."""
     milvus = MilvusClient(uri=stack.milvus_uri)
-    return {name: ids_for_source(milvus, name, SOURCE) for name in milvus.list_collections() if name.startswith("chunks__")}
+    try:
+        return {name: ids_for_source(milvus, name, SOURCE) for name in milvus.list_collections() if name.startswith("chunks__")}
+    finally:
+        milvus.close()
 
 
 def rag(stack: DevStack, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
