@@ -177,7 +177,10 @@ def main() -> None:
             results[kind] = in_fresh_process(["--measure", kind, *common, *(["--first"] if i == 0 else [])])
             load[kind].append(round(os.getloadavg()[0], 1))
         base = results["baseline"]
-        ratio = lambda kind, to: {run: round(results[kind][f"{run}_s"] / results[to][f"{run}_s"], 3) for run in ("cold", "warm")}  # noqa: E731
+
+        def ratio(kind: str, to: str) -> dict[str, float]:
+            return {run: round(results[kind][f"{run}_s"] / results[to][f"{run}_s"], 3) for run in ("cold", "warm")}
+
         result = {
             "documents": len(lines),
             "chunks": base["texts"],

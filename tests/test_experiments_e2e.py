@@ -14,12 +14,12 @@ import httpx
 import polars as pl
 import pytest
 import yaml
-from pymilvus import MilvusClient
 
 from rag_assets import client
 from rag_assets.devserver import DevStack, free_port
 from rag_assets.index_store import ids_for_source
 from rag_assets.storage import stored_partitions
+from resources.milvus import milvus_client
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -58,14 +58,10 @@ def dev(tmp_path_factory: pytest.TempPathFactory):
 
 
 def collection_ids(stack: DevStack) -> dict[str, set[str]]:
-    """Each chunk collection's ids, through a client closed after use: a pymilvus channel left idle through the
-    experiment's minutes keeps pinging, and milvus-lite answers with GOAWAY "too_many_pings", after which pymilvus
-    fails to recover the cached connection (seen once in CI)."""
-    milvus = MilvusClient(uri=stack.milvus_uri)
-    try:
-        return {name: ids_for_source(milvus, name, SOURCE) for name in milvus.list_collections() if name.startswith("chunks__")}
-    finally:
-        milvus.close()
+    """Each chunk collection's ids, through the project's own client (`milvus_client`): its keepalive settings keep an
+    idle channel from being closed by milvus-lite ("too_many_pings") during the experiment's minutes."""
+    milvus = milvus_client(stack.milvus_uri)
+    return {name: ids_for_source(milvus, name, SOURCE) for name in milvus.list_collections() if name.startswith("chunks__")}
 
 
 def rag(stack: DevStack, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
