@@ -21,13 +21,15 @@ from pathlib import Path
 import httpx
 from dagster import DefaultRunLauncher
 from dagster._core.errors import DagsterUserCodeUnreachableError, DagsterUserCodeUnreachableTimeoutError
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+from dagster._core.launcher import CheckRunHealthResult, LaunchRunContext, WorkerStatus
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
 from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult
-from dagster._serdes import deserialize_value
+from dagster._serdes import deserialize_value, serialize_value
 
 from rag_assets.model_servers import ServerProcess, ServerSpec, default_specs
+from rag_assets.run_worker import WORKER_TAG
+from rag_assets.warm_workers import pool_enabled, warm_pool, worker_alive
 
 # The instance `rag dev` writes into DAGSTER_HOME (see docs/operations.md):
 # - Runs go through Dagster's run queue so that two runs writing one partition never overlap: at most one
@@ -176,17 +178,52 @@ class DevRunCoordinator(QueuedRunCoordinator):
 
 
 class DevRunLauncher(DefaultRunLauncher):
-    """Dagster's default launcher, plus a worker health check for run monitoring.
+    """Dagster's default launcher, plus warm run workers for interactive runs and a worker health check.
 
-    A STARTED run is healthy while the code server that launched it (its `dagster/grpc_info` tag) still
-    runs it; a server that is gone, or that no longer knows the run, means the worker died with it.
+    An interactive run (`launches_at_once`) goes to a warm run worker (`rag_assets.warm_workers`: a process that
+    imported Dagster and the code location before the run existed) instead of a process the code server spawns
+    for it, which imports both first; if no worker is ready, or it refuses the run, the run starts the usual way.
+
+    A STARTED run is healthy while its worker process runs (`rag/run_worker_pid`), or else while the code server
+    that launched it (its `dagster/grpc_info` tag) still runs it; a server that is gone, or that no longer knows
+    the run, means the worker died with it.
     """
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        run = context.dagster_run
+        if launches_at_once(run.tags) and run.job_code_origin is not None and pool_enabled():
+            origin = run.job_code_origin.repository_origin
+            pid, why = warm_pool().take_run(serialize_value(origin), origin.executable_path, run.job_name, run.run_id,
+                                            serialize_value(self._instance.get_ref()))
+            if pid is not None:
+                self._run_ids.add(run.run_id)
+                return
+            self._instance.report_engine_event(f"Starting the run in a new process: {why}.", run, cls=self.__class__)
+        super().launch_run(context)
+
+    def terminate(self, run_id: str) -> bool:
+        run = self._instance.get_run_by_id(run_id)
+        if run is None or WORKER_TAG not in run.tags:
+            return super().terminate(run_id)
+        if run.is_finished:
+            return False
+        self._instance.report_run_canceling(run)
+        pid = int(run.tags[WORKER_TAG])
+        if not worker_alive(pid):
+            return False
+        os.kill(pid, signal.SIGINT)  # the worker's run stops at its next interruptible point, as Dagster's do
+        return True
 
     @property
     def supports_check_run_worker_health(self) -> bool:
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
+        if WORKER_TAG in run.tags:
+            pid = int(run.tags[WORKER_TAG])
+            if worker_alive(pid):
+                return CheckRunHealthResult(WorkerStatus.RUNNING)
+            return CheckRunHealthResult(WorkerStatus.FAILED, f"its warm run worker (pid {pid}) is gone")
         client = self._get_grpc_client_for_termination(run.run_id)
         if client is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "no code server recorded for the run: cannot tell")

@@ -1,0 +1,166 @@
+"""Warm run workers: an interactive run goes to a process that imported the code location before the run existed;
+a worker refuses runs once a source file changed; termination and run monitoring reach the worker's process.
+
+Real processes and a real on-disk instance: the worker opens the instance from its ref, as a run process does."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.launcher import WorkerStatus
+from dagster._core.storage.dagster_run import DagsterRunStatus
+from dagster._serdes import serialize_value
+
+from rag_assets.run_worker import WORKER_TAG, changed_files, project_files
+from rag_assets.warm_workers import WarmWorkerPool, worker_alive
+
+LOCATION = '''
+import os, time
+from pathlib import Path
+import dagster as dg
+
+@dg.op(config_schema={"out": str, "sleep_s": float})
+def record_pid(context):
+    for _ in range(int(context.op_config["sleep_s"] * 20)):
+        time.sleep(0.05)
+    Path(context.op_config["out"]).write_text(str(os.getpid()))
+
+@dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "ask"})
+def ask_like():
+    record_pid()
+
+defs = dg.Definitions(jobs=[ask_like])
+'''
+
+LAUNCHER = {"run_launcher": {"module": "rag_assets.devserver", "class": "DevRunLauncher"}}
+
+
+@pytest.fixture()
+def location(tmp_path: Path):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "warm_location.py").write_text(LOCATION)
+    recon_repo = ReconstructableRepository.for_file(str(code / "warm_location.py"), "defs", working_directory=str(code))
+    return code, recon_repo.get_reconstructable_job("ask_like")
+
+
+def home(tmp_path: Path) -> str:
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return str(tmp_path / "home")
+
+
+def make_run(instance: dg.DagsterInstance, recon_job, out: Path, sleep_s: float = 0.0):
+    config = {"ops": {"record_pid": {"config": {"out": str(out), "sleep_s": sleep_s}}}}
+    return instance.create_run_for_job(recon_job.get_definition(), run_config=config, tags={"rag/kind": "ask"},
+                                       job_code_origin=recon_job.get_python_origin())
+
+
+def wait_finished(instance: dg.DagsterInstance, run_id: str, timeout_s: float = 90):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.is_finished:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish in {timeout_s} s")
+
+
+def warmed_pool(instance: dg.DagsterInstance, recon_job, tmp_path: Path) -> WarmWorkerPool:
+    """A pool whose worker for the location is ready (the location's first run starts it warming)."""
+    pool = WarmWorkerPool()
+    first = make_run(instance, recon_job, tmp_path / "first.txt")
+    origin = serialize_value(recon_job.get_python_origin().repository_origin)
+    pid, why = pool.take_run(origin, None, "ask_like", first.run_id, serialize_value(instance.get_ref()))
+    assert pid is None and "warming up" in why
+    worker = pool._workers[origin]
+    assert worker.ready.wait(120) and worker.alive(), "the worker never became ready"
+    return pool
+
+
+def test_an_interactive_run_executes_in_the_warm_worker(tmp_path: Path, location, monkeypatch: pytest.MonkeyPatch):
+    _, recon_job = location
+    with dg.instance_for_test(temp_dir=home(tmp_path), overrides=LAUNCHER) as instance:
+        pool = warmed_pool(instance, recon_job, tmp_path)
+        monkeypatch.setattr("rag_assets.devserver.warm_pool", lambda: pool)
+        run = make_run(instance, recon_job, tmp_path / "out.txt")
+        started = time.monotonic()
+        instance.launch_run(run.run_id, workspace=None)  # no workspace: the code server's path could not be taken
+        launch_s = time.monotonic() - started
+        done = wait_finished(instance, run.run_id)
+        assert done.status == DagsterRunStatus.SUCCESS
+        worker_pid = int(done.tags[WORKER_TAG])
+        assert int((tmp_path / "out.txt").read_text()) == worker_pid != os.getpid()
+        messages = [e.message for e in instance.all_logs(run.run_id)]
+        assert f"Started process for run (pid: {worker_pid}), a warm run worker." in messages
+        assert launch_s < 5, launch_s  # handing over is a line on a pipe, not an import of Dagster
+        origin = serialize_value(recon_job.get_python_origin().repository_origin)
+        assert pool._workers[origin].proc.pid != worker_pid  # a replacement warms up for the next run
+        pool.close()
+
+
+def test_a_worker_refuses_runs_once_a_source_file_changed(tmp_path: Path, location):
+    code, recon_job = location
+    with dg.instance_for_test(temp_dir=home(tmp_path), overrides=LAUNCHER) as instance:
+        pool = warmed_pool(instance, recon_job, tmp_path)
+        module = code / "warm_location.py"
+        os.utime(module, ns=(module.stat().st_atime_ns, module.stat().st_mtime_ns + 10**9))
+        run = make_run(instance, recon_job, tmp_path / "out.txt")
+        origin = serialize_value(recon_job.get_python_origin().repository_origin)
+        pid, why = pool.take_run(origin, None, "ask_like", run.run_id, serialize_value(instance.get_ref()))
+        assert pid is None and "source file(s) changed" in why and "warm_location.py" in why
+        assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.NOT_STARTED  # left for the usual path
+        assert WORKER_TAG not in instance.get_run_by_id(run.run_id).tags
+        pool.close()
+
+
+def test_terminate_and_health_check_reach_the_worker(tmp_path: Path, location, monkeypatch: pytest.MonkeyPatch):
+    _, recon_job = location
+    with dg.instance_for_test(temp_dir=home(tmp_path), overrides=LAUNCHER) as instance:
+        pool = warmed_pool(instance, recon_job, tmp_path)
+        monkeypatch.setattr("rag_assets.devserver.warm_pool", lambda: pool)
+        run = make_run(instance, recon_job, tmp_path / "out.txt", sleep_s=60)
+        instance.launch_run(run.run_id, workspace=None)
+        deadline = time.monotonic() + 60
+        while instance.get_run_by_id(run.run_id).status != DagsterRunStatus.STARTED and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running = instance.get_run_by_id(run.run_id)
+        pid = int(running.tags[WORKER_TAG])
+        assert instance.run_launcher.check_run_worker_health(running).status == WorkerStatus.RUNNING
+        assert instance.run_launcher.terminate(run.run_id)
+        done = wait_finished(instance, run.run_id, timeout_s=60)
+        assert done.status == DagsterRunStatus.CANCELED
+        assert not (tmp_path / "out.txt").exists()
+        deadline = time.monotonic() + 10
+        while worker_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not worker_alive(pid)
+        assert instance.run_launcher.check_run_worker_health(running).status == WorkerStatus.FAILED
+        pool.close()
+
+
+def test_project_files_are_the_location_sources_only(tmp_path: Path):
+    (tmp_path / "pkg").mkdir()
+    mine = tmp_path / "pkg" / "mine.py"
+    mine.write_text("x = 1\n")
+    site = tmp_path / "venv" / "lib" / "site-packages" / "dep.py"
+    site.parent.mkdir(parents=True)
+    site.write_text("")
+    outside = Path(pytest.__file__)
+
+    class Module:
+        def __init__(self, path):
+            self.__file__ = str(path)
+
+    files = project_files({"mine": Module(mine), "dep": Module(site), "pytest": Module(outside), "builtin": object()}, tmp_path.resolve())
+    assert list(files) == [str(mine.resolve())]
+    assert changed_files(files) == []
+    mine.write_text("x = 2\n")
+    os.utime(mine, ns=(mine.stat().st_atime_ns, mine.stat().st_mtime_ns + 10**9))
+    assert changed_files(files) == [str(mine.resolve())]
+    mine.unlink()
+    assert changed_files(files) == [str(mine.resolve())]
