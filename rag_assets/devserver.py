@@ -180,11 +180,12 @@ class DevRunCoordinator(QueuedRunCoordinator):
 class DevRunLauncher(DefaultRunLauncher):
     """Dagster's default launcher, plus warm run workers for interactive runs and a worker health check.
 
-    An interactive run (`launches_at_once`) goes to a warm run worker (`rag_assets.warm_workers`: a process that
-    imported Dagster and the code location before the run existed) instead of a process the code server spawns
-    for it, which imports both first; if no worker is ready, or it refuses the run, the run starts the usual way.
+    An interactive run (`launches_at_once`) executes in a child forked from a warm run worker
+    (`rag_assets.warm_workers`: a process that imported Dagster and the code location before the run existed)
+    instead of a process the code server spawns for it, which imports both first; if the worker is not ready, or
+    refuses the run, the run starts the usual way.
 
-    A STARTED run is healthy while its worker process runs (`rag/run_worker_pid`), or else while the code server
+    A STARTED run is healthy while its process runs (`rag/run_worker_pid`), or else while the code server
     that launched it (its `dagster/grpc_info` tag) still runs it; a server that is gone, or that no longer knows
     the run, means the worker died with it.
     """
@@ -196,6 +197,7 @@ class DevRunLauncher(DefaultRunLauncher):
             pid, why = warm_pool().take_run(serialize_value(origin), origin.executable_path, run.job_name, run.run_id,
                                             serialize_value(self._instance.get_ref()))
             if pid is not None:
+                self._instance.add_run_tags(run.run_id, {WORKER_TAG: str(pid)})
                 self._run_ids.add(run.run_id)
                 return
             self._instance.report_engine_event(f"Starting the run in a new process: {why}.", run, cls=self.__class__)

@@ -1,20 +1,23 @@
-"""A warm run worker: a process that imports Dagster and the code location first, then executes one run.
+"""A warm run worker: a process that imports Dagster and the code location once, then forks a child per run.
 
 Dagster's code server starts every run in a freshly spawned process, which imports Dagster and the code location
 before the run's first step: about 3 s on 2 cores, paid by every `rag ask` while the user waits. Under `rag dev`,
-`DevRunLauncher` keeps a worker like this one warm (`rag_assets.warm_workers`) and hands it an interactive run.
+`DevRunLauncher` keeps one worker like this per code location (`rag_assets.warm_workers`) and hands it the
+interactive runs; each run executes in a child forked from the loaded worker (milliseconds, copy-on-write), so
+there is nothing to warm up again between runs, and many runs can start at once.
 
-Protocol (lines on stdin / stdout): the launcher writes the warm-up request (`WarmUp`, serialized); the worker
-loads the code location and the instance, then prints `ready`. The launcher writes a run id; the worker prints
-`ok <pid>` and executes the run, or `no <reason>` and exits (the launcher then starts the run the usual way).
-It refuses a run of another code location, a run already started or finished, and any run once a project source file
-it imported has changed on disk since it loaded them: a run always executes the code on disk, as a freshly
-spawned process would. After `ok`, the worker's stdout goes to its stderr (the `dagster dev` terminal).
+Protocol (lines on stdin / stdout): the launcher writes the warm-up request (`WarmUp`); the worker loads the code
+location (no instance, no threads: the parent stays safe to fork), then prints `ready`. For each run the launcher
+writes `{"run_id", "origin"}`; the worker prints `ok <child pid>` or `no <reason>`, and the launcher then starts
+the run the usual way. It refuses a run of another code location, and, for good (it exits), every run once a
+project source file it imported has changed on disk: a run always executes the code on disk, as a freshly spawned
+process would. A child reads nothing from the launcher's pipe and prints to the worker's stderr.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,20 +83,81 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def main() -> int:
-    warm_up = WarmUp.decode(sys.stdin.readline())
+def _reap(*_: object) -> None:
+    """SIGCHLD: collect the runs that ended (each run is a child of the worker)."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _execute(instance_ref: str, recon_repo, run_id: str) -> int:
+    """In the forked child: execute run `run_id` as Dagster's own run processes do."""
     from dagster import DagsterInstance
     from dagster._core.events import EngineEventData
-    from dagster._grpc.impl import core_execute_run
-    from dagster._core.origin import RepositoryPythonOrigin
     from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster._grpc.impl import core_execute_run
+    from dagster._serdes import deserialize_value
+    from dagster._utils.interrupts import capture_interrupts
+
+    with DagsterInstance.from_ref(deserialize_value(instance_ref)) as instance:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.status not in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):
+            return 1  # already started elsewhere, or gone: nothing to do
+        pid = os.getpid()
+        recon_job = recon_repo.get_reconstructable_job(run.job_name)
+        with capture_interrupts():
+            instance.report_engine_event(f"Started process for run (pid: {pid}), forked from a warm run worker.", run,
+                                         EngineEventData.in_process(pid))
+            try:
+                for _ in core_execute_run(recon_job, run, instance, inject_env_vars=False):
+                    pass
+            except Exception:  # core_execute_run writes the failure to the event log before raising
+                pass
+            finally:
+                instance.report_engine_event(f"Process for run exited (pid: {pid}).", run)
+    return 0
+
+
+def _fork_run(instance_ref: str, recon_repo, run_id: str) -> int:
+    """Fork a child that executes the run; the parent gets its pid and goes on waiting for runs."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        from dagster._utils.interrupts import setup_interrupt_handlers
+
+        setup_interrupt_handlers()  # SIGTERM interrupts like SIGINT, as in Dagster's own run processes
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)  # the launcher's pipes stay with the worker
+        os.dup2(2, 1)  # the run's prints go where the launcher's errors go
+        code = _execute(instance_ref, recon_repo, run_id)
+    except BaseException:  # noqa: BLE001  the child must never return into the parent's loop
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def main() -> int:
+    warm_up = WarmUp.decode(sys.stdin.readline())
+    import json
+    import threading
+
+    import dagster._grpc.impl  # noqa: F401  (what executing a run imports, loaded before any run)
+    from dagster._core.origin import RepositoryPythonOrigin
     from dagster._serdes import deserialize_value
     from dagster._utils.hosted_user_process import recon_repository_from_origin
-    from dagster._utils.interrupts import capture_interrupts, setup_interrupt_handlers
 
-    setup_interrupt_handlers()  # SIGTERM interrupts like SIGINT, as in Dagster's own run processes
     origin = deserialize_value(warm_up.origin, RepositoryPythonOrigin)
-    instance = DagsterInstance.from_ref(deserialize_value(warm_up.instance_ref))
     recon_repo = recon_repository_from_origin(origin)
     repository = recon_repo.get_definition()
     for job in warm_up.jobs:
@@ -101,43 +165,22 @@ def main() -> int:
             repository.get_job(job)
     root = Path(getattr(origin.code_pointer, "working_directory", None) or os.getcwd()).resolve()
     files = project_files(sys.modules, root)
+    signal.signal(signal.SIGCHLD, _reap)
     _say("ready")
 
-    run_id = sys.stdin.readline().strip()
-    if not run_id:
-        return 0  # the launcher went away
-    run = instance.get_run_by_id(run_id)
-    if run is None or run.job_code_origin is None:
-        _say(f"no run {run_id} not found")
-        return 0
-    if run.status not in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING):  # STARTING: being launched
-        _say(f"no run is {run.status.value}")
-        return 0
-    if run.job_code_origin.repository_origin != origin:
-        _say("no the run belongs to another code location")
-        return 0
-    if changed := changed_files(files):
-        _say(f"no {len(changed)} source file(s) changed since this worker loaded them, e.g. {changed[0]}")
-        return 0
-    pid = os.getpid()
-    instance.add_run_tags(run_id, {WORKER_TAG: str(pid)})
-    _say(f"ok {pid}")
-    os.dup2(2, 1)  # from here on, prints go where the launcher's errors go
-    sys.stdin.close()
-
-    recon_job = recon_repo.get_reconstructable_job(run.job_name)
-    with capture_interrupts():
-        instance.report_engine_event(f"Started process for run (pid: {pid}), a warm run worker.", run,
-                                     EngineEventData.in_process(pid))
-        try:
-            for _ in core_execute_run(recon_job, run, instance, inject_env_vars=False):
-                pass
-        except Exception:  # core_execute_run writes the failure to the event log before raising
-            pass
-        finally:
-            instance.report_engine_event(f"Process for run exited (pid: {pid}).", run)
-            instance.dispose()
-    return 0
+    for line in sys.stdin:
+        request = json.loads(line)
+        if deserialize_value(request["origin"], RepositoryPythonOrigin) != origin:
+            _say("no the run belongs to another code location")
+            continue
+        if changed := changed_files(files):
+            _say(f"no {len(changed)} source file(s) changed since this worker loaded them, e.g. {changed[0]}")
+            return 0  # stale for good: the launcher starts a fresh worker
+        if threading.active_count() > 1:  # forking a process with threads can leave a child holding dead locks
+            _say(f"no the worker started {threading.active_count() - 1} thread(s) and cannot fork safely")
+            return 0
+        _say(f"ok {_fork_run(warm_up.instance_ref, recon_repo, request['run_id'])}")
+    return 0  # the launcher went away
 
 
 if __name__ == "__main__":

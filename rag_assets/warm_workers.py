@@ -1,14 +1,15 @@
-"""A pool of warm run workers (`rag_assets.run_worker`), one per code location, for `DevRunLauncher`.
+"""Warm run workers (`rag_assets.run_worker`), one per code location, for `DevRunLauncher`.
 
-The first interactive run of a code location starts the usual way and starts a worker warming up; later ones are
-handed to the warm worker, and a replacement starts warming at once. A worker that refuses a run (changed source
-files, another code location) or does not answer in time is stopped and replaced; the run then starts the usual
-way, so a run is never lost to the pool. `RAG_WARM_RUN_WORKERS=0` turns the pool off.
+The first interactive run of a code location starts the usual way and starts its worker warming up; later ones are
+handed to the warm worker, which forks a child per run. A worker that refuses a run (changed source files) or does
+not answer in time is replaced by a fresh one; the run then starts the usual way, so a run is never lost to the
+pool. `RAG_WARM_RUN_WORKERS=0` turns the workers off.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import queue
 import subprocess
@@ -35,6 +36,7 @@ class Worker:
     proc: subprocess.Popen
     lines: "queue.Queue[str | None]" = field(default_factory=queue.Queue)
     ready: threading.Event = field(default_factory=threading.Event)
+    asking: threading.Lock = field(default_factory=threading.Lock)  # one request at a time: replies come in order
 
     @classmethod
     def start(cls, executable: str, warm_up: WarmUp) -> "Worker":
@@ -56,25 +58,25 @@ class Worker:
                 self.lines.put(line.strip())
         self.lines.put(None)
         self.ready.set()  # wakes a run waiting for a worker that died warming up (it then checks `alive`)
-        self.proc.wait()  # reap it whenever it ends (a run's worker ends with its run)
+        self.proc.wait()  # reap it
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def hand_over(self, run_id: str) -> tuple[int | None, str]:
-        """Give the worker `run_id`: (its pid, "") if it took the run, else (None, why not)."""
-        try:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(run_id + "\n")
-            self.proc.stdin.flush()
-            self.proc.stdin.close()
-            reply = self.lines.get(timeout=REPLY_WAIT_S)
-        except (OSError, queue.Empty) as exc:
-            self.stop()
-            return None, f"no answer from the worker ({type(exc).__name__})"
+    def hand_over(self, run_id: str, origin: str) -> tuple[int | None, str]:
+        """Give the worker `run_id`: (the pid of the child executing it, "") if it took the run, else (None, why not)."""
+        with self.asking:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(json.dumps({"run_id": run_id, "origin": origin}) + "\n")
+                self.proc.stdin.flush()
+                reply = self.lines.get(timeout=REPLY_WAIT_S)
+            except (OSError, queue.Empty) as exc:
+                self.stop()
+                return None, f"no answer from the warm worker ({type(exc).__name__})"
         if reply and reply.startswith("ok "):
             return int(reply.split()[1]), ""
-        return None, reply[3:] if reply and reply.startswith("no ") else "the worker exited"
+        return None, reply[3:] if reply and reply.startswith("no ") else "the warm worker exited"
 
     def stop(self) -> None:
         if self.alive():
@@ -91,28 +93,24 @@ class WarmWorkerPool:
         atexit.register(self.close)
 
     def take_run(self, origin: str, executable: str | None, job_name: str, run_id: str, instance_ref: str) -> tuple[int | None, str]:
-        """Hand run `run_id` to this location's warm worker: (the worker's pid, "") or (None, why it starts cold)."""
+        """Hand run `run_id` to this location's warm worker: (the pid executing it, "") or (None, why it starts cold)."""
         with self._lock:
             jobs = self._jobs.setdefault(origin, set())
             jobs.add(job_name)
-            worker = self._workers.pop(origin, None)
             warm_up = WarmUp(origin, tuple(sorted(jobs)), instance_ref)
             executable = executable or sys.executable
+            worker = self._workers.get(origin)
             if worker is None or not worker.alive():
                 self._workers[origin] = Worker.start(executable, warm_up)
-                return None, "no warm worker yet (it is warming up for the next run)"
+                return None, "no warm worker yet (one is warming up for the next run)"
         if not worker.ready.wait(READY_WAIT_S):
-            with self._lock:
-                self._workers.setdefault(origin, worker)
             return None, "the warm worker is still warming up"
-        if not worker.alive():
-            with self._lock:
-                self._workers.setdefault(origin, Worker.start(executable, warm_up))
-            return None, f"the warm worker exited while warming up (exit code {worker.proc.returncode}; its error is in the log)"
-        pid, why = worker.hand_over(run_id)
-        with self._lock:
-            if origin not in self._workers:
-                self._workers[origin] = Worker.start(executable, warm_up)
+        pid, why = worker.hand_over(run_id, origin) if worker.alive() else (None, "the warm worker exited")
+        if pid is None:
+            with self._lock:  # it refused for good or died: a fresh one for the next run
+                if self._workers.get(origin) is worker:
+                    worker.stop()
+                    self._workers[origin] = Worker.start(executable, warm_up)
         return pid, why
 
     def close(self) -> None:

@@ -1,5 +1,6 @@
-"""Warm run workers: an interactive run goes to a process that imported the code location before the run existed;
-a worker refuses runs once a source file changed; termination and run monitoring reach the worker's process.
+"""Warm run workers: interactive runs execute in children forked from a process that imported the code location
+before the runs existed; a worker refuses runs once a source file changed; termination and run monitoring reach the
+run's process.
 
 Real processes and a real on-disk instance: the worker opens the instance from its ref, as a run process does."""
 
@@ -82,24 +83,30 @@ def warmed_pool(instance: dg.DagsterInstance, recon_job, tmp_path: Path) -> Warm
     return pool
 
 
-def test_an_interactive_run_executes_in_the_warm_worker(tmp_path: Path, location, monkeypatch: pytest.MonkeyPatch):
+def test_interactive_runs_execute_in_children_of_the_warm_worker(tmp_path: Path, location, monkeypatch: pytest.MonkeyPatch):
     _, recon_job = location
     with dg.instance_for_test(temp_dir=home(tmp_path), overrides=LAUNCHER) as instance:
         pool = warmed_pool(instance, recon_job, tmp_path)
-        monkeypatch.setattr("rag_assets.devserver.warm_pool", lambda: pool)
-        run = make_run(instance, recon_job, tmp_path / "out.txt")
-        started = time.monotonic()
-        instance.launch_run(run.run_id, workspace=None)  # no workspace: the code server's path could not be taken
-        launch_s = time.monotonic() - started
-        done = wait_finished(instance, run.run_id)
-        assert done.status == DagsterRunStatus.SUCCESS
-        worker_pid = int(done.tags[WORKER_TAG])
-        assert int((tmp_path / "out.txt").read_text()) == worker_pid != os.getpid()
-        messages = [e.message for e in instance.all_logs(run.run_id)]
-        assert f"Started process for run (pid: {worker_pid}), a warm run worker." in messages
-        assert launch_s < 5, launch_s  # handing over is a line on a pipe, not an import of Dagster
         origin = serialize_value(recon_job.get_python_origin().repository_origin)
-        assert pool._workers[origin].proc.pid != worker_pid  # a replacement warms up for the next run
+        worker_pid = pool._workers[origin].proc.pid
+        monkeypatch.setattr("rag_assets.devserver.warm_pool", lambda: pool)
+        runs = [make_run(instance, recon_job, tmp_path / f"out{i}.txt", sleep_s=1.0) for i in range(2)]
+        started = time.monotonic()
+        for run in runs:  # no workspace: the code server's path could not be taken
+            instance.launch_run(run.run_id, workspace=None)
+        launch_s = time.monotonic() - started
+        pids = set()
+        for i, run in enumerate(runs):
+            done = wait_finished(instance, run.run_id)
+            assert done.status == DagsterRunStatus.SUCCESS
+            pid = int(done.tags[WORKER_TAG])
+            assert int((tmp_path / f"out{i}.txt").read_text()) == pid
+            messages = [e.message for e in instance.all_logs(run.run_id)]
+            assert f"Started process for run (pid: {pid}), forked from a warm run worker." in messages
+            pids.add(pid)
+        assert len(pids) == 2 and worker_pid not in pids and os.getpid() not in pids  # a child per run
+        assert launch_s < 5, launch_s  # handing over is a line on a pipe and a fork, not an import of Dagster
+        assert pool._workers[origin].proc.pid == worker_pid and pool._workers[origin].alive()  # it stays warm
         pool.close()
 
 
@@ -111,10 +118,13 @@ def test_a_worker_refuses_runs_once_a_source_file_changed(tmp_path: Path, locati
         os.utime(module, ns=(module.stat().st_atime_ns, module.stat().st_mtime_ns + 10**9))
         run = make_run(instance, recon_job, tmp_path / "out.txt")
         origin = serialize_value(recon_job.get_python_origin().repository_origin)
+        stale = pool._workers[origin]
         pid, why = pool.take_run(origin, None, "ask_like", run.run_id, serialize_value(instance.get_ref()))
         assert pid is None and "source file(s) changed" in why and "warm_location.py" in why
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.NOT_STARTED  # left for the usual path
         assert WORKER_TAG not in instance.get_run_by_id(run.run_id).tags
+        assert pool._workers[origin] is not stale  # a fresh worker loads the changed code for the next run
+        stale.proc.wait(10)
         pool.close()
 
 
