@@ -16,6 +16,7 @@ process would. A child reads nothing from the launcher's pipe and prints to the 
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -63,6 +64,23 @@ def project_files(modules: Mapping[str, object], root: Path) -> dict[str, int]:
             files[str(resolved)] = resolved.stat().st_mtime_ns
         except OSError:
             continue
+    return files
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".toml")  # settings a code location may read at import (deploy/settings.yaml)
+
+
+def config_files(root: Path) -> dict[str, int]:
+    """Modification times of the settings files in `root` and its first-level folders (hidden ones left out)."""
+    files: dict[str, int] = {}
+    for folder in [root, *(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]:
+        try:
+            entries = list(folder.iterdir())
+        except OSError:
+            continue
+        for path in entries:
+            if path.suffix in CONFIG_SUFFIXES and path.is_file():
+                files[str(path)] = path.stat().st_mtime_ns
     return files
 
 
@@ -129,6 +147,7 @@ def _fork_run(instance_ref: str, recon_repo, run_id: str) -> int:
         return pid
     code = 1
     try:
+        gc.enable()
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         from dagster._utils.interrupts import setup_interrupt_handlers
@@ -148,6 +167,7 @@ def _fork_run(instance_ref: str, recon_repo, run_id: str) -> int:
 
 
 def main() -> int:
+    gc.disable()  # no collections while loading: they would leave freed holes in pages the children share
     warm_up = WarmUp.decode(sys.stdin.readline())
     import json
     import threading
@@ -164,8 +184,9 @@ def main() -> int:
         if repository.has_job(job):
             repository.get_job(job)
     root = Path(getattr(origin.code_pointer, "working_directory", None) or os.getcwd()).resolve()
-    files = project_files(sys.modules, root)
+    files = {**project_files(sys.modules, root), **config_files(root)}
     signal.signal(signal.SIGCHLD, _reap)
+    gc.freeze()  # what is loaded now is never collected, so a child's collections do not copy the shared pages
     _say("ready")
 
     for line in sys.stdin:
@@ -174,7 +195,7 @@ def main() -> int:
             _say("no the run belongs to another code location")
             continue
         if changed := changed_files(files):
-            _say(f"no {len(changed)} source file(s) changed since this worker loaded them, e.g. {changed[0]}")
+            _say(f"no {len(changed)} source or settings file(s) changed since this worker loaded them, e.g. {changed[0]}")
             return 0  # stale for good: the launcher starts a fresh worker
         if threading.active_count() > 1:  # forking a process with threads can leave a child holding dead locks
             _say(f"no the worker started {threading.active_count() - 1} thread(s) and cannot fork safely")

@@ -17,6 +17,7 @@ from loopback.openai_faults import OpenAIFaultServer
 from rag_assets import client
 from rag_assets.devserver import DevStack, free_port
 from rag_assets.ingest.partitions import partition_tags
+from rag_assets.run_worker import WORKER_TAG
 from sql_platform import sql_responder
 
 pytestmark = pytest.mark.slow
@@ -81,6 +82,28 @@ def test_asks_launch_at_once_while_ingest_runs_go_through_the_queue(stack: DevSt
         ingest_events = event_types(instance, ingest[0].run_id)
     assert "PIPELINE_STARTING" in ask_events and "PIPELINE_ENQUEUED" not in ask_events
     assert {"PIPELINE_ENQUEUED", "PIPELINE_STARTING"} <= ingest_events
+
+
+def test_asks_execute_in_children_of_a_warm_run_worker(stack: DevStack):
+    """`DevRunLauncher`: once the code location's warm worker is up (the first interactive run starts it), an ask
+    executes in a child forked from it, not in a process spawned to import Dagster and the code; a cold start
+    says why in the run's events."""
+    runs = []
+    with dg.DagsterInstance.from_config(str(stack.dagster_home)) as instance:
+        for _ in range(4):  # the worker warms up in a few seconds: at most a few cold asks before it takes them
+            out = client.ask("What does the index asset store?", url=stack.url, timeout_s=400, n_rephrasings=0, max_tokens=8)
+            run = instance.get_run_by_id(out["run_id"])
+            messages = [e.message for e in instance.all_logs(run.run_id)]
+            runs.append((run, messages))
+            if WORKER_TAG in run.tags:
+                break
+    run, messages = runs[-1]
+    assert WORKER_TAG in run.tags, [m for _, ms in runs for m in ms if "new process" in m]
+    pid = int(run.tags[WORKER_TAG])
+    assert f"Started process for run (pid: {pid}), forked from a warm run worker." in messages
+    assert run.status == dg.DagsterRunStatus.SUCCESS and out["sources"]
+    for cold, cold_messages in runs[:-1]:
+        assert any(m.startswith("Starting the run in a new process: ") for m in cold_messages), cold_messages
 
 
 def test_runs_embed_on_the_model_server_and_fall_back_to_loading_without_it(stack: DevStack):

@@ -17,7 +17,7 @@ from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._serdes import serialize_value
 
-from rag_assets.run_worker import WORKER_TAG, changed_files, project_files
+from rag_assets.run_worker import WORKER_TAG, changed_files, config_files, project_files
 from rag_assets.warm_workers import WarmWorkerPool, worker_alive
 
 LOCATION = '''
@@ -120,7 +120,7 @@ def test_a_worker_refuses_runs_once_a_source_file_changed(tmp_path: Path, locati
         origin = serialize_value(recon_job.get_python_origin().repository_origin)
         stale = pool._workers[origin]
         pid, why = pool.take_run(origin, None, "ask_like", run.run_id, serialize_value(instance.get_ref()))
-        assert pid is None and "source file(s) changed" in why and "warm_location.py" in why
+        assert pid is None and "source or settings file(s) changed" in why and "warm_location.py" in why
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.NOT_STARTED  # left for the usual path
         assert WORKER_TAG not in instance.get_run_by_id(run.run_id).tags
         assert pool._workers[origin] is not stale  # a fresh worker loads the changed code for the next run
@@ -174,3 +174,15 @@ def test_project_files_are_the_location_sources_only(tmp_path: Path):
     assert changed_files(files) == [str(mine.resolve())]
     mine.unlink()
     assert changed_files(files) == [str(mine.resolve())]
+
+
+def test_settings_files_are_watched_too(tmp_path: Path):
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / ".rag").mkdir()
+    for name in ["sources.yaml", "deploy/settings.yaml", "pyproject.toml", ".rag/answers.yaml", "README.md"]:
+        (tmp_path / name).write_text("x: 1\n")
+    files = config_files(tmp_path)
+    assert sorted(Path(f).relative_to(tmp_path).as_posix() for f in files) == ["deploy/settings.yaml", "pyproject.toml", "sources.yaml"]
+    settings = tmp_path / "deploy" / "settings.yaml"
+    os.utime(settings, ns=(settings.stat().st_atime_ns, settings.stat().st_mtime_ns + 10**9))
+    assert changed_files(files) == [str(settings)]
