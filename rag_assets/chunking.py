@@ -224,5 +224,5 @@ class Chunker:
         return pl.DataFrame(rows, schema=CHUNK_SCHEMA)
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        """Model tokens per text, special tokens included."""
-        return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)]
+        """Model tokens per text, special tokens included (`encode_batch_fast`: the same tokens, no character offsets)."""
+        return [len(e) for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=True)]
