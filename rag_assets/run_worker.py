@@ -162,7 +162,11 @@ def _fork_run(instance_ref: str, recon_repo, run_id: str) -> int:
 
         traceback.print_exc()
     finally:
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
         os._exit(code)
 
 

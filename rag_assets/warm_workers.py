@@ -24,9 +24,16 @@ READY_WAIT_S = 4.0  # how long a run waits for a worker still warming up (a cold
 REPLY_WAIT_S = 15.0  # how long a worker may take to accept or refuse a run
 
 
-def pool_enabled() -> bool:
-    """Whether interactive runs go to warm workers: unless `$RAG_WARM_RUN_WORKERS` is 0 (or false/off/no)."""
-    return os.environ.get(WARM_WORKERS_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+def pool_enabled(platform: str = sys.platform) -> bool:
+    """Whether interactive runs go to warm workers: `$RAG_WARM_RUN_WORKERS` (1/0, true/false, on/off, yes/no), by default
+    on Linux only. Workers fork: Windows cannot, and on macOS a process that loaded system frameworks may crash when
+    forked, so there they are opt-in."""
+    value = os.environ.get(WARM_WORKERS_ENV, "").strip().lower()
+    if value in ("0", "false", "off", "no"):
+        return False
+    if value in ("1", "true", "on", "yes"):
+        return hasattr(os, "fork")
+    return platform.startswith("linux")
 
 
 @dataclass

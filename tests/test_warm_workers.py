@@ -18,7 +18,7 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._serdes import serialize_value
 
 from rag_assets.run_worker import WORKER_TAG, changed_files, config_files, project_files
-from rag_assets.warm_workers import WarmWorkerPool, worker_alive
+from rag_assets.warm_workers import WARM_WORKERS_ENV, WarmWorkerPool, pool_enabled, worker_alive
 
 LOCATION = '''
 import os, time
@@ -186,3 +186,12 @@ def test_settings_files_are_watched_too(tmp_path: Path):
     settings = tmp_path / "deploy" / "settings.yaml"
     os.utime(settings, ns=(settings.stat().st_atime_ns, settings.stat().st_mtime_ns + 10**9))
     assert changed_files(files) == [str(settings)]
+
+
+def test_workers_are_on_by_default_on_linux_only(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv(WARM_WORKERS_ENV, raising=False)
+    assert pool_enabled("linux") and not pool_enabled("darwin") and not pool_enabled("win32")
+    monkeypatch.setenv(WARM_WORKERS_ENV, "0")
+    assert not pool_enabled("linux")
+    monkeypatch.setenv(WARM_WORKERS_ENV, "on")
+    assert pool_enabled("darwin") == hasattr(os, "fork")
