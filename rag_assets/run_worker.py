@@ -17,6 +17,7 @@ process would. A child reads nothing from the launcher's pipe and prints to the 
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import sys
@@ -37,14 +38,10 @@ class WarmUp(NamedTuple):
     instance_ref: str
 
     def encode(self) -> str:
-        import json
-
         return json.dumps({"origin": self.origin, "jobs": list(self.jobs), "instance_ref": self.instance_ref})
 
     @classmethod
     def decode(cls, line: str) -> "WarmUp":
-        import json
-
         data = json.loads(line)
         return cls(data["origin"], tuple(data["jobs"]), data["instance_ref"])
 
@@ -173,7 +170,6 @@ def _fork_run(instance_ref: str, recon_repo, run_id: str) -> int:
 def main() -> int:
     gc.disable()  # no collections while loading: they would leave freed holes in pages the children share
     warm_up = WarmUp.decode(sys.stdin.readline())
-    import json
     import threading
 
     import dagster._grpc.impl  # noqa: F401  (what executing a run imports, loaded before any run)
