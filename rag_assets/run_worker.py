@@ -8,9 +8,9 @@ there is nothing to warm up again between runs, and many runs can start at once.
 
 Protocol (lines on stdin / stdout): the launcher writes the warm-up request (`WarmUp`); the worker loads the code
 location (no instance, no threads: the parent stays safe to fork), then prints `ready`. For each run the launcher
-writes `{"run_id", "origin"}`; the worker prints `ok <child pid>` or `no <reason>`, and the launcher then starts
-the run the usual way. It refuses a run of another code location, and, for good (it exits), every run once a
-project source file it imported has changed on disk: a run always executes the code on disk, as a freshly spawned
+writes `{"run_id", "origin"}`; the worker prints `ok <child pid>`, or `no <reason>` and the launcher starts that
+run the usual way. It refuses a run of another code location, and, for good (it exits), every run once a
+project source or settings file it loaded has changed on disk: a run always executes the code on disk, as a freshly spawned
 process would. A child reads nothing from the launcher's pipe and prints to the worker's stderr.
 """
 
