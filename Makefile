@@ -14,10 +14,12 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# llama-cpp-python builds from source: GGML_NATIVE=OFF keeps the build portable to any x86-64 CPU.
+# llama-cpp-python builds from source, for this machine's CPU: portable plus the AVX-512/VNNI extensions it reports
+# (deploy/llama_cmake_args.py); built first, without pip's cache, so a wheel built with other flags is not reused.
 # constraints.txt pins every transitive dependency to the versions the tests ran with.
-$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install -q -c constraints.txt -e ".[test]"
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt deploy/llama_cmake_args.py
+	CMAKE_ARGS="$$($(PY) deploy/llama_cmake_args.py)" $(BIN)/pip install -q --no-cache-dir -c constraints.txt "llama-cpp-python[server]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -38,7 +38,8 @@ def embedder_spec(model: str = DEFAULT_EMBEDDING_MODEL) -> ServerSpec:
 
 
 def llm_spec(n_ctx: int = 4096) -> ServerSpec:
-    """llama-cpp-python's OpenAI-compatible server on the bundled GGUF (assembled from its package first).
+    """llama-cpp-python's OpenAI-compatible server on the bundled GGUF (assembled from its package first), its
+    threads re-decided per decode from the cores the rest of the machine leaves idle (`rag_assets.llm.llama_server`).
 
     `--logits_all false`: the server's default keeps the logits of every prompt token (for `logprobs`, which nothing
     here asks for); with Gemma 3's 262k-token vocabulary that made reading a 700-token prompt 2.7x slower (8.6 s vs
@@ -47,7 +48,7 @@ def llm_spec(n_ctx: int = 4096) -> ServerSpec:
 
     path, threads = str(gguf_path()), str(llm_threads())
     return ServerSpec("llm", LLM_SERVER_URL_ENV, "/v1/models",
-                      lambda port: [sys.executable, "-m", "llama_cpp.server", "--model", path, "--host", "127.0.0.1", "--port", str(port),
+                      lambda port: [sys.executable, "-m", "rag_assets.llm.llama_server", "--model", path, "--host", "127.0.0.1", "--port", str(port),
                                     "--n_ctx", str(n_ctx), "--n_threads", threads, "--n_threads_batch", threads, "--seed", "0",
                                     "--logits_all", "false"])
 

@@ -13,8 +13,9 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
+from rag_assets.llm.llama_threads import LLM_THREADS_ENV, install_adaptive_threads, start_threads as llm_threads  # noqa: F401
+
 LOCAL_MODEL = "gemma-3-270m-q4_k_m"
-LLM_THREADS_ENV = "RAG_LLM_THREADS"
 
 
 def model_cache_dir() -> Path:
@@ -30,21 +31,6 @@ def gguf_path() -> Path:
     return Path(pkg.assemble(target))
 
 
-def llm_threads() -> int:
-    """Threads llama.cpp computes with: `$RAG_LLM_THREADS`, else one fewer than the cores this process may use (at least one).
-
-    llama.cpp's threads meet at every layer and spin while they wait; when another process holds one of the cores (a
-    Dagster run, the embedder, the webserver), the spinning threads stall each other. On 2 cores at load 6 (issue 12),
-    2 threads generated 1.0-3.7 tokens/s and read prompts at 43-56 tokens/s; 1 thread 16.8 and 144."""
-    if (value := os.environ.get(LLM_THREADS_ENV, "").strip()).isdigit() and int(value) > 0:
-        return int(value)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
-
-
 def gpu_layers() -> int:
     """Offload every layer when llama.cpp was built with a GPU backend; 0 on a CPU build."""
     try:
@@ -57,6 +43,7 @@ def gpu_layers() -> int:
 
 @lru_cache(maxsize=2)
 def load_llama(path: str, n_ctx: int):
+    install_adaptive_threads()  # threads per decode, from the cores the rest of the machine leaves idle
     from llama_cpp import Llama
 
     threads = llm_threads()

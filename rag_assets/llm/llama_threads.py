@@ -1,0 +1,138 @@
+"""llama.cpp's thread count, re-decided before every decode from what the rest of the machine uses.
+
+llama.cpp's threads meet after every layer. When another process holds one of the cores, a thread waiting at that
+meeting point stalls the token: on 2 cores beside one busy process, 2 threads generated 1.0 tokens/s against 14 on
+1 thread. On an idle machine 2 threads are 1.7x as fast as 1. So, unless `$RAG_LLM_THREADS` fixes the count, the model
+computes with the cores the other processes left idle over the last quarter second (at least one thread).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+LLM_THREADS_ENV = "RAG_LLM_THREADS"
+SAMPLE_S = 0.25
+# libgomp's threads spin this many rounds at a meeting point before they sleep (its default, 300,000, holds a core
+# for about a millisecond, which a process beside the model needed): idle speed kept, bursts of load hurt less
+GOMP_SPINCOUNT = "10000"
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_busy_ticks(stat_text: str) -> int:
+    """Busy clock ticks of all CPUs together from /proc/stat's first line (user, nice, system, irq, softirq, steal:
+    time another VM took counts as busy)."""
+    fields = [int(x) for x in stat_text.split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal
+
+
+def process_ticks(self_stat_text: str) -> int:
+    """This process's user + system clock ticks (all threads) from /proc/self/stat."""
+    after_name = self_stat_text.rsplit(")", 1)[1].split()  # the name may hold spaces; fields from the 3rd on
+    return int(after_name[11]) + int(after_name[12])  # utime, stime: fields 14 and 15
+
+
+def threads_for(cores: int, others_busy: float) -> int:
+    """The cores the other processes leave idle, rounded to the nearest whole core; at least one."""
+    return max(1, min(cores, round(cores - others_busy)))
+
+
+class CpuShare:
+    """How many cores the other processes used over the last `SAMPLE_S`, sampled by a daemon thread (Linux only)."""
+
+    def __init__(self, proc: Path = Path("/proc"), sample_s: float = SAMPLE_S, clock: Callable[[], float] = time.monotonic):
+        self.proc, self.sample_s, self.clock = proc, sample_s, clock
+        self.tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
+        self.others_busy = 0.0
+        self._last = self._read()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def available(proc: Path = Path("/proc")) -> bool:
+        return (proc / "stat").is_file() and (proc / "self" / "stat").is_file()
+
+    def _read(self) -> tuple[float, int, int]:
+        return (self.clock(), machine_busy_ticks((self.proc / "stat").read_text()),
+                process_ticks((self.proc / "self" / "stat").read_text()))
+
+    def sample(self) -> float:
+        """Update and return `others_busy` from the ticks since the last sample."""
+        now = self._read()
+        wall = now[0] - self._last[0]
+        if wall > 0:
+            others = (now[1] - self._last[1]) - (now[2] - self._last[2])
+            self.others_busy = max(0.0, others * self.tick_s / wall)
+        self._last = now
+        return self.others_busy
+
+    def start(self) -> "CpuShare":
+        def loop() -> None:
+            while True:
+                time.sleep(self.sample_s)
+                self.sample()
+
+        self._thread = threading.Thread(target=loop, name="cpu-share", daemon=True)
+        self._thread.start()
+        return self
+
+
+def fixed_threads() -> int | None:
+    """`$RAG_LLM_THREADS` when it is a positive whole number."""
+    value = os.environ.get(LLM_THREADS_ENV, "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def adaptive_eval(eval_fn: Callable, share: CpuShare, cores: int, set_threads: Callable[[object, int], None]) -> Callable:
+    """Wrap `Llama.eval` so each call first sets the context's threads to `threads_for(cores, share.others_busy)`."""
+    def eval_with_threads(llama, tokens):
+        n = threads_for(cores, share.others_busy)
+        if getattr(llama, "_rag_threads", None) != n:
+            set_threads(llama, n)
+            llama._rag_threads = n
+        return eval_fn(llama, tokens)
+
+    return eval_with_threads
+
+
+def set_llama_threads(llama, n: int) -> None:
+    import llama_cpp
+
+    llama_cpp.llama_set_n_threads(llama._ctx.ctx, n, n)
+    llama.n_threads = llama.n_threads_batch = n
+
+
+def start_threads() -> int:
+    """Threads llama.cpp starts with: `$RAG_LLM_THREADS`; else every core where the count adapts per decode (Linux),
+    else one fewer than the cores (at least one), leaving a core to the platform beside the model."""
+    if (fixed := fixed_threads()) is not None:
+        return fixed
+    cores = available_cores()
+    return cores if CpuShare.available() else max(1, cores - 1)
+
+
+def install_adaptive_threads() -> int | None:
+    """Make every `llama_cpp.Llama` in this process pick its threads per decode. Returns the cores it adapts over, or
+    None when it does not (a fixed `$RAG_LLM_THREADS`, or no /proc to measure). Call before llama_cpp is imported for
+    the spin limit to apply."""
+    if fixed_threads() is not None or not CpuShare.available():
+        return None
+    os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+    import llama_cpp
+
+    if getattr(llama_cpp.Llama.eval, "_rag_adaptive", False):
+        return available_cores()
+    cores = available_cores()
+    wrapped = adaptive_eval(llama_cpp.Llama.eval, CpuShare().start(), cores, set_llama_threads)
+    wrapped._rag_adaptive = True
+    llama_cpp.Llama.eval = wrapped
+    return cores
