@@ -9,6 +9,7 @@ computes with the cores the other processes left idle over the last quarter seco
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -92,13 +93,17 @@ def fixed_threads() -> int | None:
     return int(value) if value.isdigit() and int(value) > 0 else None
 
 
-def adaptive_eval(eval_fn: Callable, share: CpuShare, cores: int, set_threads: Callable[[object, int], None]) -> Callable:
-    """Wrap `Llama.eval` so each call first sets the context's threads to `threads_for(cores, share.others_busy)`."""
+def adaptive_eval(eval_fn: Callable, share: CpuShare, cores: int, set_threads: Callable[[object, int], None],
+                  log: Callable[[str], None] | None = None) -> Callable:
+    """Wrap `Llama.eval` so each call first sets the context's threads to `threads_for(cores, share.others_busy)`;
+    `log` hears each change."""
     def eval_with_threads(llama, tokens):
         n = threads_for(cores, share.others_busy)
-        if getattr(llama, "_rag_threads", None) != n:
+        if (before := getattr(llama, "_rag_threads", None)) != n:
             set_threads(llama, n)
             llama._rag_threads = n
+            if log and before is not None:
+                log(f"llama.cpp threads {before} -> {n}: other processes used {share.others_busy:.2f} of {cores} cores")
         return eval_fn(llama, tokens)
 
     return eval_with_threads
@@ -120,6 +125,10 @@ def start_threads() -> int:
     return cores if CpuShare.available() else max(1, cores - 1)
 
 
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def install_adaptive_threads() -> int | None:
     """Make every `llama_cpp.Llama` in this process pick its threads per decode. Returns the cores it adapts over, or
     None when it does not (a fixed `$RAG_LLM_THREADS`, or no /proc to measure). Call before llama_cpp is imported for
@@ -132,7 +141,7 @@ def install_adaptive_threads() -> int | None:
     if getattr(llama_cpp.Llama.eval, "_rag_adaptive", False):
         return available_cores()
     cores = available_cores()
-    wrapped = adaptive_eval(llama_cpp.Llama.eval, CpuShare().start(), cores, set_llama_threads)
+    wrapped = adaptive_eval(llama_cpp.Llama.eval, CpuShare().start(), cores, set_llama_threads, log=_stderr)
     wrapped._rag_adaptive = True
     llama_cpp.Llama.eval = wrapped
     return cores
