@@ -19,7 +19,7 @@ STAT = "cpu  {busy} 0 0 {idle} 0 0 0 0 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"
 SELF_STAT = "4242 (llama server (x)) S 1 2 3 0 -1 4194560 1 0 0 0 {utime} {stime} 0 0 20 0 3 0 100 0 0\n"
 
 
-@pytest.mark.parametrize("cores, others, expected", [(2, 0.0, 2), (2, 0.3, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 2.0, 1),
+@pytest.mark.parametrize("cores, others, expected", [(2, 0.0, 2), (2, 0.3, 2), (2, 0.5, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 2.0, 1),
                                                      (4, 1.2, 3), (4, 3.9, 1), (1, 0.0, 1)])
 def test_the_model_takes_the_cores_the_other_processes_leave_idle(cores, others, expected):
     assert llama_threads.threads_for(cores, others) == expected
@@ -47,6 +47,9 @@ def test_cpu_share_counts_only_the_other_processes(tmp_path):
     now[0] += 0.5
     write(busy=1000 + 3 * hz, own=300 + 2 * hz)  # half a second: both cores this process's
     assert share.sample() == pytest.approx(0.0)
+    now[0] += 1.0
+    write(busy=1000 + 5 * hz, own=300 + 2 * hz)  # the model idle, the others busy (the ask's own run retrieving):
+    assert share.sample() == pytest.approx(0.0)  # says nothing about the next call; the figure stands
 
 
 def test_the_real_machine_sees_a_busy_process_beside_it():
@@ -57,7 +60,9 @@ def test_the_real_machine_sees_a_busy_process_beside_it():
     try:
         time.sleep(0.3)
         share.sample()
-        time.sleep(0.6)
+        deadline = time.monotonic() + 0.6
+        while time.monotonic() < deadline:  # this process computes, as the model would
+            pass
         assert share.sample() > 0.5  # a core (or its fair share of one) went to the other process
     finally:
         burner.kill()

@@ -3,7 +3,8 @@
 llama.cpp's threads meet after every layer. When another process holds one of the cores, a thread waiting at that
 meeting point stalls the token: on 2 cores beside one busy process, 2 threads generated 1.0 tokens/s against 14 on
 1 thread. On an idle machine 2 threads are 1.7x as fast as 1. So, unless `$RAG_LLM_THREADS` fixes the count, the model
-computes with the cores the other processes left idle over the last quarter second (at least one thread).
+computes with the cores the other processes left idle over the last quarter second in which it computed (at least one
+thread).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 LLM_THREADS_ENV = "RAG_LLM_THREADS"
 SAMPLE_S = 0.25
+BUSY_OWN_CORES = 0.5  # a window counts when this process (the model) used at least this much CPU in it
 # libgomp's threads spin this many rounds at a meeting point before they sleep (its default, 300,000, holds a core
 # for about a millisecond, which a process beside the model needed): idle speed kept, bursts of load hurt less
 GOMP_SPINCOUNT = "10000"
@@ -44,12 +46,15 @@ def process_ticks(self_stat_text: str) -> int:
 
 
 def threads_for(cores: int, others_busy: float) -> int:
-    """The cores the other processes leave idle, rounded to the nearest whole core; at least one."""
-    return max(1, min(cores, round(cores - others_busy)))
+    """The cores the other processes leave idle, rounded to the nearest whole core (half up); at least one."""
+    return max(1, min(cores, int(cores - others_busy + 0.5)))
 
 
 class CpuShare:
-    """How many cores the other processes used over the last `SAMPLE_S`, sampled by a daemon thread (Linux only)."""
+    """How many cores the other processes used in the last `SAMPLE_S` during which this process computed (used half a
+    core or more), sampled by a daemon thread (Linux only). Windows in which the model sat idle are left out: what the
+    platform does between two calls (the ask's own run starting, its retrieval) says nothing about the next call, and
+    counting it made every prompt start on one thread (issue 12, docs/benchmarks.md)."""
 
     def __init__(self, proc: Path = Path("/proc"), sample_s: float = SAMPLE_S, clock: Callable[[], float] = time.monotonic):
         self.proc, self.sample_s, self.clock = proc, sample_s, clock
@@ -67,12 +72,14 @@ class CpuShare:
                 process_ticks((self.proc / "self" / "stat").read_text()))
 
     def sample(self) -> float:
-        """Update and return `others_busy` from the ticks since the last sample."""
+        """Update (if this process computed since the last sample) and return `others_busy`."""
         now = self._read()
         wall = now[0] - self._last[0]
         if wall > 0:
-            others = (now[1] - self._last[1]) - (now[2] - self._last[2])
-            self.others_busy = max(0.0, others * self.tick_s / wall)
+            own = (now[2] - self._last[2]) * self.tick_s / wall
+            if own >= BUSY_OWN_CORES:
+                others = (now[1] - self._last[1]) * self.tick_s / wall - own
+                self.others_busy = max(0.0, others)
         self._last = now
         return self.others_busy
 
