@@ -51,15 +51,16 @@ def threads_for(cores: int, others_busy: float) -> int:
 
 
 class CpuShare:
-    """How many cores the other processes used in the last `SAMPLE_S` during which this process computed (used half a
-    core or more), sampled by a daemon thread (Linux only). Windows in which the model sat idle are left out: what the
+    """How many cores the other processes used in the last two `SAMPLE_S` windows during which this process computed
+    (used half a core or more; the smaller of the two, so a burst such as a client's poll does not count), sampled by a
+    daemon thread (Linux only). Windows in which the model sat idle are left out: what the
     platform does between two calls (the ask's own run starting, its retrieval) says nothing about the next call, and
     counting it made every prompt start on one thread (issue 12, docs/benchmarks.md)."""
 
     def __init__(self, proc: Path = Path("/proc"), sample_s: float = SAMPLE_S, clock: Callable[[], float] = time.monotonic):
         self.proc, self.sample_s, self.clock = proc, sample_s, clock
         self.tick_s = 1.0 / os.sysconf("SC_CLK_TCK")
-        self.others_busy = 0.0
+        self.others_busy = self._previous = 0.0
         self._last = self._read()
         self._thread: threading.Thread | None = None
 
@@ -78,8 +79,9 @@ class CpuShare:
         if wall > 0:
             own = (now[2] - self._last[2]) * self.tick_s / wall
             if own >= BUSY_OWN_CORES:
-                others = (now[1] - self._last[1]) * self.tick_s / wall - own
-                self.others_busy = max(0.0, others)
+                others = max(0.0, (now[1] - self._last[1]) * self.tick_s / wall - own)
+                self.others_busy = min(others, self._previous)  # two windows in a row: a burst of a poll is no load
+                self._previous = others
         self._last = now
         return self.others_busy
 
