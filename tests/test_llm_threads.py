@@ -2,6 +2,7 @@
 it; and the build's CPU extensions."""
 
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -94,7 +95,8 @@ def test_a_real_llama_context_switches_threads_between_decodes():
 
     llm = Llama(model_path=str(local_model.gguf_path()), n_ctx=512, n_threads=2, n_threads_batch=2, seed=0, verbose=False)
     share = types.SimpleNamespace(others_busy=1.0)
-    llm.eval = types.MethodType(llama_threads.adaptive_eval(Llama.eval, share, 2, llama_threads.set_llama_threads), llm)
+    bare = inspect.unwrap(Llama.eval)  # without the process-wide hook an earlier in-process model may have installed
+    llm.eval = types.MethodType(llama_threads.adaptive_eval(bare, share, 2, llama_threads.set_llama_threads), llm)
     one = llm.create_completion("The capital of France is", max_tokens=8, temperature=0)["choices"][0]["text"]
     assert llm._rag_threads == 1 and llm.n_threads == 1
     share.others_busy = 0.0

@@ -9,6 +9,7 @@ thread).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -106,6 +107,7 @@ def adaptive_eval(eval_fn: Callable, share: CpuShare, cores: int, set_threads: C
                   log: Callable[[str], None] | None = None) -> Callable:
     """Wrap `Llama.eval` so each call first sets the context's threads to `threads_for(cores, share.others_busy)`;
     `log` hears each change."""
+    @functools.wraps(eval_fn)
     def eval_with_threads(llama, tokens):
         n = threads_for(cores, share.others_busy)
         if (before := getattr(llama, "_rag_threads", None)) != n:
