@@ -3,8 +3,7 @@
 llama.cpp's threads meet after every layer. When another process holds one of the cores, a thread waiting at that
 meeting point stalls the token: on 2 cores beside one busy process, 2 threads generated 1.0 tokens/s against 14 on
 1 thread. On an idle machine 2 threads are 1.7x as fast as 1. So, unless `$RAG_LLM_THREADS` fixes the count, the model
-computes with the cores the other processes left idle over the last quarter second in which it computed (at least one
-thread).
+computes with the cores the other processes leave idle while it computes (at least one thread; `CpuShare`).
 """
 
 from __future__ import annotations
