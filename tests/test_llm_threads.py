@@ -164,3 +164,14 @@ def test_the_installed_llama_cpp_uses_the_cpus_avx512():
 
     info = llama_cpp.llama_print_system_info().decode()
     assert "AVX512 = 1" in info, f"llama.cpp was built without AVX-512 ({info}); rebuild it with `make install`"
+
+
+def test_only_the_model_server_limits_libgomps_spinning():
+    """A run that loads the model in-process keeps libgomp's settings (PyTorch in the same process uses it too)."""
+    code = ("import os, sys; sys.path.insert(0, {root!r}); from rag_assets.llm.llama_threads import install_adaptive_threads; "
+            "install_adaptive_threads({limit}); print(os.environ.get('GOMP_SPINCOUNT', '-'))")
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", local_model.LLM_THREADS_ENV)}
+    spins = [subprocess.run([sys.executable, "-c", code.format(root=str(ROOT), limit=limit)], env=env, capture_output=True,
+                            text=True, check=True).stdout.strip() for limit in (False, True)]
+    expected = ["-", llama_threads.GOMP_SPINCOUNT] if llama_threads.CpuShare.available() else ["-", "-"]
+    assert spins == expected

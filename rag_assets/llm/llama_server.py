@@ -5,7 +5,7 @@ from rag_assets.llm.llama_threads import install_adaptive_threads
 
 
 def main() -> None:
-    install_adaptive_threads()  # before llama_cpp loads libgomp: its spin limit is read then
+    install_adaptive_threads(limit_spin=True)  # before llama_cpp loads libgomp: its spin limit is read then
     from llama_cpp.server.__main__ import main as serve
 
     serve()

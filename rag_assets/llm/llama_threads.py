@@ -139,13 +139,15 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def install_adaptive_threads() -> int | None:
+def install_adaptive_threads(limit_spin: bool = False) -> int | None:
     """Make every `llama_cpp.Llama` in this process pick its threads per decode. Returns the cores it adapts over, or
-    None when it does not (a fixed `$RAG_LLM_THREADS`, or no /proc to measure). Call before llama_cpp is imported for
-    the spin limit to apply."""
+    None when it does not (a fixed `$RAG_LLM_THREADS`, or no /proc to measure). `limit_spin` sets libgomp's spin count
+    for this process and its children (the model server's own process; not a run's, whose PyTorch shares libgomp):
+    call it before llama_cpp is imported for that to apply."""
     if fixed_threads() is not None or not CpuShare.available():
         return None
-    os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
+    if limit_spin:
+        os.environ.setdefault("GOMP_SPINCOUNT", GOMP_SPINCOUNT)
     import llama_cpp
 
     if getattr(llama_cpp.Llama.eval, "_rag_adaptive", False):
