@@ -8,7 +8,6 @@ sensitivity, chunker settings).
 
 from __future__ import annotations
 
-import os
 import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from semantic_text_splitter import MarkdownSplitter
 from tokenizers import Tokenizer
 
 from rag_assets.hashing import sha256_hex, text_hash
+from rag_assets.settings import available_cores
 
 CHUNK_SCHEMA: dict[str, pl.DataType] = {
     "chunk_id": pl.String(),
@@ -85,14 +85,6 @@ def _clean_title(title: str) -> str:
 def _starts_with_title(body: str, title: str) -> bool:
     """A chunk that already opens with the title (e.g. `# Title`) needs no title line."""
     return title in body.lstrip()[: len(title) + 8]
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity), not the machine's count."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class Chunker:

@@ -16,19 +16,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from rag_assets.settings import available_cores
+
 LLM_THREADS_ENV = "RAG_LLM_THREADS"
 SAMPLE_S = 0.25
 BUSY_OWN_CORES = 0.5  # a window counts when this process (the model) used at least this much CPU in it
 # libgomp's threads spin this many rounds at a meeting point before they sleep (its default, 300,000, holds a core
 # for about a millisecond, which a process beside the model needed): idle speed kept, bursts of load hurt less
 GOMP_SPINCOUNT = "10000"
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def machine_busy_ticks(stat_text: str) -> int:
