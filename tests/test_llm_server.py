@@ -71,3 +71,13 @@ def test_the_answer_streams_token_by_token_from_the_server_and_in_process(server
         assert out.text.strip() and out.text == "".join(sink.pieces)
         assert len(sink.pieces) > 5 and out.tokens_out == len(sink.pieces)
     assert streamed_here.tokens_in > 3
+
+
+def test_the_server_checks_draft_tokens_copied_from_the_prompt(server: ServerProcess):
+    """`--draft_model prompt-lookup-decoding` builds the project's draft model (n-grams of two tokens or more, logits
+    only where the sampler reads them), not llama-cpp-python's, which would keep every prompt token's logits."""
+    source = "The text_hash is a hash of the chunk text alone; it is the embedding cache key."
+    out = LocalProvider(local_model.LOCAL_MODEL, server_url=server.url).complete(
+        f"Source: {source}\nQuestion: What is the text_hash?\nAnswer: The text_hash is", **{**ARGS, "max_tokens": 16})
+    assert out.text.strip() and out.provider == "local"
+    assert "prompt-lookup decoding: up to 10 draft tokens a decode" in server.log.read_text(errors="replace")

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rag_assets.llm.llama_threads import LLM_THREADS_ENV, install_adaptive_threads, start_threads as llm_threads  # noqa: F401
+from rag_assets.llm.lookup_decoding import draft_model, install_lookup_decoding
 
 LOCAL_MODEL = "gemma-3-270m-q4_k_m"
 
@@ -44,8 +45,10 @@ def gpu_layers() -> int:
 @lru_cache(maxsize=2)
 def load_llama(path: str, n_ctx: int):
     install_adaptive_threads()  # threads per decode, from the cores the rest of the machine leaves idle
+    install_lookup_decoding()  # draft tokens copied from the prompt, checked in one decode
     from llama_cpp import Llama
 
     threads = llm_threads()
-    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_gpu_layers=gpu_layers(), seed=0, verbose=False)
+    llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_gpu_layers=gpu_layers(), seed=0, verbose=False,
+                draft_model=draft_model())
     return llm, threading.Lock()  # a Llama context serves one call at a time
