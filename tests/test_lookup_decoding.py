@@ -28,6 +28,21 @@ def test_no_draft_without_an_earlier_ngram_of_two_tokens():
     assert find_draft(np.array([7]), 4).tolist() == [] and find_draft(np.array([], dtype=int), 4).tolist() == []
 
 
+def test_draft_length_doubles_after_a_draft_kept_whole_and_drops_after_a_miss():
+    drafts = lookup_decoding.LookupDrafts(limit=6)
+    base = [1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2]
+    assert drafts.propose(np.array(base)).tolist() == [3, 4] and drafts.pending == 2  # starts at 2
+    kept_whole = base + [3, 4, 5]  # both kept, then the model's own next token
+    assert drafts.propose(np.array(kept_whole)).tolist() == [6, 7, 8, 9] and drafts.length == 4
+    missed = kept_whole + [6, 0]  # the first kept, the second not
+    assert drafts.propose(np.array(missed)).tolist() == [] and drafts.length == 2 and drafts.pending == 0
+    loop = [5, 6, 7] * 6
+    for _ in range(4):
+        loop += drafts.propose(np.array(loop)).tolist()  # every drafted token kept,
+        loop.append(loop[-3])  # then the model's own next one
+    assert drafts.length == 6  # capped at the limit
+
+
 def test_the_setting_counts_draft_tokens_and_rejects_a_typo(monkeypatch):
     monkeypatch.delenv(LOOKUP_ENV, raising=False)
     assert lookup_decoding.draft_tokens() == lookup_decoding.DEFAULT_DRAFT_TOKENS

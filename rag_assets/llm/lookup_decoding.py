@@ -3,14 +3,14 @@
 An answer repeats its sources' phrases and a rewrite its question's words. When the last tokens generated also occur
 earlier in the text, the tokens that followed them there are proposed as the next ones, and the model checks them all
 in one decode. On a CPU a small model's decode is bound by reading its weights (Gemma 3 270M: 235 MB a token, three
-quarters of it the 262k-token output matrix), and one read serves every drafted position: each accepted draft token
-comes nearly free. Every token is still the model's own choice (a draft token is kept only where the sampled token
-equals it); batched arithmetic may round a near-tie differently, as reading a prompt in batches of another size may.
+quarters of it the 262k-token output matrix); one read serves every drafted position, though each still costs its row
+of the output matrix (`LookupDrafts` sizes the drafts for that). Every token is still the model's own choice (a draft
+token is kept only where the sampled token equals it); batched arithmetic may round a near-tie differently, as
+reading a prompt in batches of another size may.
 
 llama-cpp-python takes a draft model but then computes logits for every prompt token (`logits_all`): with Gemma 3's
-vocabulary that makes reading a prompt about 2.7x slower. `install_lookup_decoding` keeps logits only for the last
-`num_pred_tokens + 1` positions of each batch, which is all its sampler reads (and refuses `logprobs`, as without a
-draft model).
+vocabulary that makes reading a prompt about 2.7x slower. `install_lookup_decoding` keeps logits only where the
+sampler reads them (and refuses `logprobs`, as without a draft model).
 """
 
 from __future__ import annotations
@@ -52,8 +52,32 @@ def find_draft(ids: np.ndarray, n: int, min_ngram: int = MIN_NGRAM, max_ngram: i
     return ids[:0]
 
 
+class LookupDrafts:
+    """Draft lengths that follow how many drafted tokens the model kept: checking a drafted token is not free (the
+    bundled model on 2 cores: one token 25 ms, 3 at once 35 ms, 5 53 ms, 11 82 ms; the output matrix is computed for
+    each), so the length starts at 2, doubles after a draft kept whole (text copied at length, or a loop) up to
+    `limit`, and drops to what was kept plus one after a miss. `pending` is the length of the draft being checked."""
+
+    def __init__(self, limit: int, start: int = 2):
+        self.limit, self.length, self.pending = limit, min(start, limit), 0
+        self._proposed: np.ndarray | None = None
+        self._at = 0
+
+    def propose(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids)
+        if self._proposed is not None and len(ids) > self._at:
+            got = ids[self._at:self._at + len(self._proposed)]
+            kept = int(np.argmin(np.append(got == self._proposed[:len(got)], False)))
+            self.length = min(self.limit, self.length * 2) if kept == len(self._proposed) else min(self.limit, kept + 1)
+        draft = find_draft(ids, self.length)
+        self._proposed, self._at = (draft, len(ids)) if len(draft) else (None, 0)
+        self.pending = len(draft)
+        return draft
+
+
 def draft_model(n: int | None = None):
-    """A llama-cpp-python draft model proposing `find_draft`'s tokens, or None when `n` (default `draft_tokens()`) is 0."""
+    """A llama-cpp-python draft model proposing `find_draft`'s tokens (at most `n`, default `draft_tokens()`, at a
+    length `LookupDrafts` adapts), or None when `n` is 0."""
     from llama_cpp.llama_speculative import LlamaDraftModel
 
     n = draft_tokens() if n is None else n
@@ -63,21 +87,26 @@ def draft_model(n: int | None = None):
     class PromptLookup(LlamaDraftModel):
         def __init__(self, num_pred_tokens: int = n, **_: object):
             self.num_pred_tokens = num_pred_tokens
+            self.drafts = LookupDrafts(num_pred_tokens)
 
         def __call__(self, input_ids, /, **kwargs):
-            return find_draft(input_ids, self.num_pred_tokens).astype(np.intc)
+            return self.drafts.propose(input_ids).astype(np.intc)
 
     return PromptLookup(n)
 
 
-def keep_tail_logits(llm, keep: int) -> None:
-    """Make `llm` (a `llama_cpp.Llama`) compute logits only for the last `keep` positions of each batch it decodes."""
+def keep_tail_logits(llm) -> None:
+    """Make `llm` (a `llama_cpp.Llama` with a `draft_model` from `draft_model`) compute logits only where its sampler
+    reads them: the last position of a batch, and every position of a drafted continuation."""
     llm._logits_all = False  # llama-cpp-python forces it on with a draft model; nothing here reads prompt logits
-    target = llm._batch
+    target, drafts = llm._batch, getattr(llm.draft_model, "drafts", None)
     set_batch = target.set_batch
 
     def set_tail(batch: list[int], n_past: int, logits_all: bool) -> None:  # the names llama-cpp-python calls it with
         set_batch(batch=batch, n_past=n_past, logits_all=False)
+        keep = 1 + (drafts.pending if drafts is not None else int(getattr(llm.draft_model, "num_pred_tokens", 10)))
+        if drafts is not None:
+            drafts.pending = 0  # a prompt read next (a new call) needs its last position only
         for i in range(max(0, len(batch) - keep), len(batch)):
             target.batch.logits[i] = True
 
@@ -97,7 +126,7 @@ def install_lookup_decoding() -> None:
     def wrapped(self, *args, **kwargs):
         init(self, *args, **kwargs)
         if self.draft_model is not None and not kwargs.get("logits_all", False):
-            keep_tail_logits(self, int(getattr(self.draft_model, "num_pred_tokens", 10)) + 1)
+            keep_tail_logits(self)
 
     wrapped._rag_lookup = True
     llama_cpp.Llama.__init__ = wrapped
