@@ -116,15 +116,6 @@ class LLMResource(dg.ConfigurableResource):
         return self.router.complete(tier, prompt, sensitive=sensitive, limits=limits, system=system,
                                     max_tokens=max_tokens, temperature=temperature, stop=stop, constraint=constraint, stream=stream)
 
-    def routes_alike(self, tier: str = "strong", max_tokens: int = 256) -> bool:
-        """Whether a call on `tier` tries the same candidates whether the data is sensitive or not (no external one is
-        in its plan): such a call may start before the data's sensitivity is known."""
-        limits = Limits(max_tokens_out=max_tokens)
-        try:
-            return [c.name for c, _ in self.router.plan(tier, limits, True)] == [c.name for c, _ in self.router.plan(tier, limits, False)]
-        except Exception:  # no candidate either way: the call itself reports why
-            return False
-
     def first_provider(self, tier: str = "strong", sensitive: bool = False, max_tokens: int = 256) -> str:
         """The provider ("local", "openai", "gemini") a `complete` call with these settings tries first."""
         return self.router.plan(tier, Limits(max_tokens_out=max_tokens), sensitive)[0][0].provider

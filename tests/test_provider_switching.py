@@ -33,19 +33,8 @@ def test_ask_job_switches_llm_provider_by_run_config(workspace: Workspace, tmp_p
         out = result.output_for_node("answer_question")
         assert out["llm"]["llm_models"] == {"gemini/gemini-2.5-flash": 2}  # rephrase + answer, both on Gemini
         assert len(gemini.requests) == 2 and "HNSW" in gemini.requests[-1].raw.decode()
-        # an external model is in the fast tier's plan: the rewrites wait until retrieval has decided the sensitivity
-        assert written_while_retrieving(workspace, result.run_id) == [False]
     local = ask_job.execute_in_process(run_config=question, resources=resources, instance=workspace.instance)
     assert set(local.output_for_node("answer_question")["llm"]["llm_models"]) == {"local/gemma-3-270m-q4_k_m"}
-    # only the local model either way: the rewrites were written while the question was searched
-    assert written_while_retrieving(workspace, local.run_id) == [True]
-    assert local.output_for_node("answer_question")["timings"]["retrieve_original_s"] > 0
-
-
-def written_while_retrieving(workspace: Workspace, run_id: str) -> list[bool]:
-    """For each line the `rephrase` step logged about its rewrites: whether they were written during retrieval."""
-    return ["written while retrieving" in e.user_message for e in workspace.instance.all_logs(run_id)
-            if e.step_key == "rephrase" and e.user_message.startswith("rewrites (")]
 
 
 def test_another_embedding_model_writes_another_collection(workspace: Workspace, tmp_path: Path):

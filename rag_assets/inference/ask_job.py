@@ -3,9 +3,7 @@
 retrieve_original -> rephrase (fast tier) -> retrieve_all (every rewrite, RRF de-duplication)
 -> verify (optional, fast tier) -> answer (strong tier, numbered sources). The question's
 sensitivity is decided by what it retrieves: if any candidate source is sensitive, the rewrites and
-the answer stay on non-external models. When the fast tier has no external model to avoid (its plan is
-the same either way), the rewrites are written while the question is searched, in `retrieve_original`.
-In-process executor: one process, models loaded once.
+the answer stay on non-external models. In-process executor: one process, models loaded once.
 
 Chunk text of sensitive sources stays out of the run's logs and metadata: the metadata shows their
 titles and links, not their snippets (the saved answer under `$RAG_HOME/answers/` keeps them). The run
@@ -13,7 +11,6 @@ is tagged with every source it retrieved from, so purging a source also deletes 
 """
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import dagster as dg
@@ -80,41 +77,26 @@ def _search(milvus: MilvusResource, embedder: EmbedderResource, plan: dict, quer
     return retriever_for(milvus, embedder, variant).search(queries, settings, sources=plan["sources"] or None)
 
 
-def _timed_rewrites(llm: LLMResource, question: str, n: int, sensitive: bool) -> tuple[list[str], float]:
-    started = time.perf_counter()
-    return rewrite_question(llm.complete, question, n, sensitive), round(time.perf_counter() - started, 3)
-
-
-@dg.op(out=dg.Out(io_manager_key=IO),
-       description="Retrieve for the question as asked; decides its sensitivity. Writes the rewrites meanwhile when "
-                   "the fast tier's models are the same for sensitive data.")
+@dg.op(out=dg.Out(io_manager_key=IO), description="Retrieve for the question as asked; decides its sensitivity.")
 def retrieve_original(context: dg.OpExecutionContext, config: AskConfig, milvus: MilvusResource, embedder: EmbedderResource,
-                      sources: SourcesResource, llm: LLMResource) -> dict:
+                      sources: SourcesResource) -> dict:
     started = time.perf_counter()
     plan = config.model_dump()
-    early = config.n_rephrasings > 0 and llm.routes_alike("fast", 32 * config.n_rephrasings)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rephrase") as pool:
-        # sensitivity is not known yet: the call is made as for sensitive data, which routes it the same here
-        rewriting = pool.submit(_timed_rewrites, llm, config.question, config.n_rephrasings, True) if early else None
-        plan["hits"] = _search(milvus, embedder, plan, [config.question])[0]
-        tag_sources(context, plan["hits"])
-        names = sensitive_sources(sources)  # sources.yaml may mark a source sensitive before it is re-ingested
-        plan["sensitive_sources"] = None if names is None else sorted(names)
-        plan["sensitive"] = any_sensitive(plan["hits"], plan["sensitive_sources"])
-        plan["timings"] = {"retrieve_original_s": round(time.perf_counter() - started, 3)}
-        context.log.info(f"{len(plan['hits'])} candidates; sensitive={plan['sensitive']}")
-        if rewriting is not None:
-            plan["rewrites"], plan["timings"]["rephrase_s"] = rewriting.result()
+    plan["hits"] = _search(milvus, embedder, plan, [config.question])[0]
+    tag_sources(context, plan["hits"])
+    names = sensitive_sources(sources)  # sources.yaml may mark a source sensitive before it is re-ingested
+    plan["sensitive_sources"] = None if names is None else sorted(names)
+    plan["sensitive"] = any_sensitive(plan["hits"], plan["sensitive_sources"])
+    plan["timings"] = {"retrieve_original_s": round(time.perf_counter() - started, 3)}
+    context.log.info(f"{len(plan['hits'])} candidates; sensitive={plan['sensitive']}")
     return plan
 
 
-@dg.op(out=dg.Out(io_manager_key=IO), description="Rewrite the question n ways with the fast tier (unless written while retrieving).")
+@dg.op(out=dg.Out(io_manager_key=IO), description="Rewrite the question n ways with the fast tier.")
 def rephrase(context: dg.OpExecutionContext, plan: dict, llm: LLMResource) -> list[str]:
-    if "rewrites" in plan:
-        context.log.info(f"rewrites (written while retrieving, {plan['timings']['rephrase_s']:.2f}s): {plan['rewrites']}")
-        return plan["rewrites"]
-    rewrites, seconds = _timed_rewrites(llm, plan["question"], plan["n_rephrasings"], plan["sensitive"])
-    context.log.info(f"rewrites ({seconds:.2f}s): {rewrites}")
+    started = time.perf_counter()
+    rewrites = rewrite_question(llm.complete, plan["question"], plan["n_rephrasings"], plan["sensitive"])
+    context.log.info(f"rewrites ({time.perf_counter() - started:.2f}s): {rewrites}")
     return rewrites
 
 
