@@ -1,6 +1,11 @@
-"""The answer prompt: sources numbered, titles once, their text cut to a budget by the sentences nearest the question."""
+"""The answer prompt: sources numbered, titles once, their text cut to a budget by the sentences nearest the question;
+and where the list of rewrites ends."""
 
-from rag_assets.inference.multi_query import answer_prompt, best_sentences, fit_sources, query_terms
+import types
+
+from rag_assets.inference.multi_query import (
+    answer_prompt, best_sentences, fit_sources, query_terms, rephrase_prompt, rephrase_stops, rewrite_question,
+)
 from rag_assets.retrieval import Hit
 
 FILLER = " ".join(f"Filler sentence number {i} says nothing useful here." for i in range(40))
@@ -81,3 +86,25 @@ def test_a_negative_budget_is_refused_by_the_cli_and_the_run_config():
     assert build_parser().parse_args(["ask", "q", "--context-chars", "0"]).context_chars == 0
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         AskConfig(question="q", context_chars=-1)
+
+
+def test_the_rewrites_stop_at_the_item_after_the_last():
+    calls = []
+
+    def complete(prompt, **kwargs):
+        calls.append(kwargs)
+        return types.SimpleNamespace(text=" Where do removed sources go?\n2. What is left after a source is deleted?\n3. x")
+
+    assert rewrite_question(complete, "What happens when a source is removed?", 2, sensitive=False) == [
+        "Where do removed sources go?", "What is left after a source is deleted?"]
+    assert calls[0]["stop"] == rephrase_stops(2) and "\n3." in calls[0]["stop"] and calls[0]["tier"] == "fast"
+
+
+def test_the_bundled_model_ends_its_list_of_rewrites_there():
+    """Without that stop it numbered on to its token limit (96 tokens for 3 rewrites) for almost every question."""
+    from rag_assets.llm import local_model
+    from rag_assets.llm.providers import LocalProvider
+
+    out = LocalProvider(local_model.LOCAL_MODEL).complete(rephrase_prompt("What happens when a source is removed?", 3), system="",
+                                                          max_tokens=96, temperature=0.0, stop=rephrase_stops(3), timeout_s=120)
+    assert 0 < out.tokens_out < 60 and "\n4." not in out.text
