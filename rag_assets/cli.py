@@ -95,6 +95,13 @@ def _dev(args: argparse.Namespace) -> int:
     read_sources(sources)
     if not workspace.is_file():
         raise ClientError(f"no workspace file at {workspace}: run `rag dev` in the project folder, or pass --workspace")
+    if not args.no_model_servers:
+        from rag_assets.llm.lookup_decoding import draft_tokens
+
+        try:
+            draft_tokens()  # read when the LLM server starts: a typo is reported before anything starts
+        except ValueError as exc:
+            raise ClientError(f"{exc}; fix it or unset it") from exc
     _check_port_free(args.port, "--port")
     _check_port_free(args.milvus_port, "--milvus-port")
     if args.postgres_url:

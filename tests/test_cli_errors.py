@@ -164,6 +164,7 @@ CASES = {
     "dev/missing-workspace": ("dev", [*DEV, "--workspace", "{root}/nope.yaml"], {}, ["no workspace file at {root}/nope.yaml", "pass --workspace"]),
     "dev/port-taken": ("dev", [*DEV, "--port", "{busy}"], {}, ["port {busy} on 127.0.0.1 is taken", "pass --port"]),
     "dev/milvus-port-taken": ("dev", [*DEV, "--milvus-port", "{busy}"], {}, ["port {busy} on 127.0.0.1 is taken", "pass --milvus-port"]),
+    "dev/llm-lookup-typo": ("dev", DEV, {"RAG_LLM_LOOKUP": "six"}, ["RAG_LLM_LOOKUP='six'", "whole number of draft tokens", "unset it"]),
     # rag sources
     "sources-list/missing-file": ("sources", ["list"], {"RAG_SOURCES": "{root}/missing.yaml"}, NO_SOURCES),
     "sources-list/missing-option-file": ("sources", ["list", "--sources", "{root}/missing.yaml"], {}, [*NO_SOURCES, "--sources"]),
