@@ -106,3 +106,21 @@ def test_logits_stay_off_for_a_context_without_a_draft_model_or_that_asked_for_t
     assert both._logits_all is True  # asked for: left as llama-cpp-python makes it
     out = both.create_completion("The capital of France is", max_tokens=3, temperature=0, logprobs=1)
     assert len(out["choices"][0]["logprobs"]["tokens"]) == 3
+
+
+def test_a_grammar_constrained_call_decodes_without_drafts():
+    """Drafts under llama-cpp-python's grammar cut the bundled model's SQL off mid-literal (tests/test_sql_grammar.py):
+    a constrained call decodes token by token, and the next unconstrained call drafts again."""
+    from llama_cpp import Llama, LlamaGrammar
+
+    lookup_decoding.install_lookup_decoding()
+    drafted = Llama(model_path=str(local_model.gguf_path()), n_ctx=512, n_threads=2, seed=0, verbose=False,
+                    draft_model=lookup_decoding.draft_model(6))
+    calls = []
+    propose = drafted.draft_model.drafts.propose
+    drafted.draft_model.drafts.propose = lambda ids: calls.append(len(ids)) or propose(ids)
+    grammar = LlamaGrammar.from_string('root ::= "chunk_id " [a-z ]+ "."', verbose=False)
+    out = drafted.create_completion(PROMPT, max_tokens=24, temperature=0, grammar=grammar)
+    assert out["choices"][0]["text"].startswith("chunk_id ") and calls == [] and drafted.draft_model is not None
+    drafted.create_completion(PROMPT, max_tokens=12, temperature=0, stop=["\n"])
+    assert calls  # drafting again

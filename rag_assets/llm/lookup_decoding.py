@@ -115,7 +115,7 @@ def keep_tail_logits(llm) -> None:
 
 def install_lookup_decoding() -> None:
     """Make every `llama_cpp.Llama` created with a draft model (and without `logits_all=True`) keep only the logits
-    its sampler reads. Idempotent."""
+    its sampler reads, and decode without drafts under a grammar. Idempotent."""
     import llama_cpp
 
     init = llama_cpp.Llama.__init__
@@ -130,3 +130,19 @@ def install_lookup_decoding() -> None:
 
     wrapped._rag_lookup = True
     llama_cpp.Llama.__init__ = wrapped
+
+    generate = llama_cpp.Llama.generate
+
+    @functools.wraps(generate)
+    def generate_without_drafts_under_a_grammar(self, tokens, *args, **kwargs):
+        """llama-cpp-python's drafts and a grammar do not mix (the bundled model cut SQL off mid-literal under the SQL
+        grammar with drafts on): a constrained call decodes token by token."""
+        if kwargs.get("grammar") is None or self.draft_model is None:
+            return (yield from generate(self, tokens, *args, **kwargs))
+        draft, self.draft_model = self.draft_model, None  # one call at a time per context (the callers hold a lock)
+        try:
+            return (yield from generate(self, tokens, *args, **kwargs))
+        finally:
+            self.draft_model = draft
+
+    llama_cpp.Llama.generate = generate_without_drafts_under_a_grammar
