@@ -136,8 +136,9 @@ def install_lookup_decoding() -> None:
     @functools.wraps(generate)
     def generate_without_drafts_under_a_grammar(self, tokens, *args, **kwargs):
         """llama-cpp-python's drafts and a grammar do not mix (the bundled model cut SQL off mid-literal under the SQL
-        grammar with drafts on): a constrained call decodes token by token."""
-        if kwargs.get("grammar") is None or self.draft_model is None:
+        grammar with drafts on): a constrained call decodes token by token, as does one with logits processors or
+        stopping criteria (they read the logits of every position, which are not kept)."""
+        if self.draft_model is None or all(kwargs.get(k) is None for k in ("grammar", "logits_processor", "stopping_criteria")):
             return (yield from generate(self, tokens, *args, **kwargs))
         draft, self.draft_model = self.draft_model, None  # one call at a time per context (the callers hold a lock)
         try:
