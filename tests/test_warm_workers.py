@@ -6,7 +6,10 @@ Real processes and a real on-disk instance: the worker opens the instance from i
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,27 +20,32 @@ from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.dagster_run import DagsterRunStatus
 from dagster._serdes import serialize_value
 
-from rag_assets.run_worker import WORKER_TAG, changed_files, config_files, project_files
+from rag_assets.run_worker import WORKER_TAG, changed_files, config_files, declared_imports, preload, project_files, run_imports
 from rag_assets.warm_workers import WARM_WORKERS_ENV, WarmWorkerPool, pool_enabled, worker_alive
 
 LOCATION = '''
-import os, time
+import os, sys, time
 from pathlib import Path
 import dagster as dg
 
 @dg.op(config_schema={"out": str, "sleep_s": float})
 def record_pid(context):
+    preloaded = "wave" in sys.modules  # declared below: imported by the worker, before this run existed
     for _ in range(int(context.op_config["sleep_s"] * 20)):
         time.sleep(0.05)
+    Path(context.op_config["out"] + ".preloaded").write_text(str(preloaded))
     Path(context.op_config["out"]).write_text(str(os.getpid()))
 
-@dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "ask"})
+# a module no one imports (wave) and one that does not exist: the worker imports the first and still serves runs
+@dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "ask"},
+        metadata={"rag/run_imports": "wave no_such_module_for_rag_tests"})
 def ask_like():
     record_pid()
 
 defs = dg.Definitions(jobs=[ask_like])
 '''
 
+ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = {"run_launcher": {"module": "rag_assets.devserver", "class": "DevRunLauncher"}}
 
 
@@ -101,6 +109,7 @@ def test_interactive_runs_execute_in_children_of_the_warm_worker(tmp_path: Path,
             assert done.status == DagsterRunStatus.SUCCESS
             pid = int(done.tags[WORKER_TAG])
             assert int((tmp_path / f"out{i}.txt").read_text()) == pid
+            assert (tmp_path / f"out{i}.txt.preloaded").read_text() == "True"  # the job's declared run imports
             messages = [e.message for e in instance.all_logs(run.run_id)]
             assert f"Started process for run (pid: {pid}), forked from a warm run worker." in messages
             pids.add(pid)
@@ -195,3 +204,36 @@ def test_workers_are_on_by_default_on_linux_only(monkeypatch: pytest.MonkeyPatch
     assert not pool_enabled("linux")
     monkeypatch.setenv(WARM_WORKERS_ENV, "on")
     assert pool_enabled("darwin") == hasattr(os, "fork")
+
+
+def test_the_inference_jobs_declare_imports_that_leave_the_worker_safe_to_fork():
+    """What `ask_job` and `sql_job` declare imports (every module is installed) and starts no thread: a worker that
+    imported them still forks (it refuses to fork once it has threads)."""
+    script = ("import json, threading, definitions\n"
+              "from rag_assets.run_worker import declared_imports, preload\n"
+              "repo = definitions.defs.get_repository_def()\n"
+              "modules = {job: declared_imports(repo.get_job(job)) for job in ('ask_job', 'sql_job')}\n"
+              "failed = preload([m for names in modules.values() for m in names])\n"
+              "print(json.dumps({'modules': modules, 'failed': failed, 'threads': threading.active_count()}))\n")
+    out = json.loads(subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+    assert "openai" in out["modules"]["ask_job"] and "sqlglot" in out["modules"]["sql_job"], out
+    assert out["failed"] == [] and out["threads"] == 1, out
+
+
+def test_declared_imports_read_job_metadata():
+    @dg.op
+    def noop():
+        pass
+
+    @dg.job(metadata=run_imports("json", "wave"))
+    def declares():
+        noop()
+
+    @dg.job
+    def declares_nothing():
+        noop()
+
+    assert declared_imports(declares) == ["json", "wave"]
+    assert declared_imports(declares_nothing) == []
+    assert preload(["json", "no_such_module_for_rag_tests"]) == [
+        "no_such_module_for_rag_tests (ModuleNotFoundError: No module named 'no_such_module_for_rag_tests')"]

@@ -29,12 +29,16 @@ from rag_assets.inference.answer_stream import RunLogStream
 from rag_assets.inference.results import save_result, source_tag
 from rag_assets.metadata import frame_table
 from rag_assets.retrieval import Hit, RetrievalSettings, Retriever
+from rag_assets.run_worker import run_imports
 from rag_assets.settings import rag_home
 from resources import EmbedderResource, MilvusResource, SourcesResource
 from resources.llm import LLMResource
 
 IO = "inference_io"
 CANDIDATES_PER_QUERY = 20
+# what the steps import on first use: the model servers' and providers' clients (`openai` serves the local model's
+# server too), the embedding server's client, pymilvus's sparse results; a warm run worker imports them ahead
+RUN_IMPORTS = ("openai", "httpx", "httpcore", "scipy.sparse", "rag_assets.embedding.server")
 
 
 class AskConfig(dg.Config):
@@ -160,6 +164,7 @@ def answer_question(context: dg.OpExecutionContext, plan: dict, ranked: dict, ll
 
 
 @dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "ask", **run_placement("inference")},
+        metadata=run_imports(*RUN_IMPORTS),
         description="Multi-query RAG: rephrase, retrieve for each, de-duplicate, rank, answer with sources.")
 def ask_job():
     plan = retrieve_original()

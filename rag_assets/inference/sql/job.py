@@ -31,6 +31,7 @@ from rag_assets.inference.sql.plan import PLANS
 from rag_assets.inference.sql.resource import WarehouseResource
 from rag_assets.inference.results import save_result
 from rag_assets.io_manager import PolarsParquetIOManager
+from rag_assets.run_worker import run_imports
 from rag_assets.variants import DEFAULT_VARIANT, VariantError, get_variant
 from resources import EmbedderResource, MilvusResource, SourcesResource
 from resources.llm import LLMResource
@@ -165,6 +166,7 @@ def answer(context: dg.OpExecutionContext, plan: dict, schema: dict, generated: 
 
 
 @dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "sql", **run_placement("inference")},
+        metadata=run_imports("openai", "httpx", "httpcore", "sqlglot", "scipy.sparse", "rag_assets.embedding.server"),
         description="SQL assistant: reword, search the schema index, write SQL, validate, run read-only, answer with the table.")
 def sql_job():
     plan = reword()
