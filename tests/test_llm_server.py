@@ -81,15 +81,3 @@ def test_the_server_checks_draft_tokens_copied_from_the_prompt(server: ServerPro
         f"Source: {source}\nQuestion: What is the text_hash?\nAnswer: The text_hash is", **{**ARGS, "max_tokens": 16})
     assert out.text.strip() and out.provider == "local"
     assert "prompt-lookup decoding: up to 10 draft tokens a decode" in server.log.read_text(errors="replace")
-
-
-def test_served_and_in_process_calls_sample_alike(server: ServerProcess):
-    """The same prompt gets the same greedy tokens from the server as in-process: llama-cpp-python's server would
-    otherwise apply its own repeat penalty (1.1; its Python API's is 1.0), and gave other rewrites of this question."""
-    from rag_assets.inference.multi_query import rephrase_prompt
-
-    args = {**ARGS, "system": "", "max_tokens": 32, "stop": []}
-    prompt = rephrase_prompt("How are chunk ids computed?", 3)
-    served = LocalProvider(local_model.LOCAL_MODEL, server_url=server.url).complete(prompt, **args)
-    here = LocalProvider(local_model.LOCAL_MODEL).complete(prompt, **args)
-    assert served.text.strip() and served.text == here.text

@@ -29,10 +29,6 @@ from types import SimpleNamespace
 from rag_assets.llm.types import CandidateError, Completion, Constraint, RetryableError, TextStream
 
 LLM_SERVER_URL_ENV = "RAG_LLM_URL"
-# llama-cpp-python's server samples with repeat_penalty 1.1 unless told otherwise, its Python API (the in-process
-# path) with 1.0: the same prompt got other tokens served than in-process (other rewrites, other answers), and a
-# penalty on repeated tokens penalises what an answer copies from its sources, which prompt-lookup drafts rely on
-SERVED_SAMPLING = {"repeat_penalty": 1.0}
 LOCAL_SERVER_TIMEOUT_S = 900.0  # a timed-out request keeps the server busy; a retry would queue behind it
 log = logging.getLogger(__name__)
 
@@ -80,7 +76,7 @@ class LocalProvider:
                  constraint: Constraint | None = None, stream: TextStream | None = None) -> Completion:
         url = self.server_url or os.environ.get(LLM_SERVER_URL_ENV, "")
         if url and (constraint is None or constraint.grammar):
-            served = OpenAIProvider(self.model, base_url=f"{url.rstrip('/')}/v1", api="completions", extra_body=SERVED_SAMPLING)
+            served = OpenAIProvider(self.model, base_url=f"{url.rstrip('/')}/v1", api="completions")
             try:  # the server answers one call at a time: a call may wait behind others' (in-process calls never time out)
                 out = served.complete(prompt, system=system, max_tokens=max_tokens, temperature=temperature, stop=stop,
                                       timeout_s=max(timeout_s, LOCAL_SERVER_TIMEOUT_S), constraint=constraint, stream=stream)
@@ -131,7 +127,6 @@ class OpenAIProvider:
     api_key: str = ""
     base_url: str = ""
     api: str = "chat"  # "completions" for base models served by an OpenAI-compatible server
-    extra_body: dict | None = None  # server-specific request fields (e.g. llama.cpp's sampling settings)
 
     def __post_init__(self) -> None:
         import openai
@@ -191,8 +186,6 @@ class OpenAIProvider:
         extra, by = self._constrained(constraint)
         if stop:
             extra["stop"] = stop
-        if self.extra_body:
-            extra["extra_body"] = {**extra.get("extra_body", {}), **self.extra_body}
         if stream is not None:
             extra["stream"] = True
             if self.api == "chat":
