@@ -19,24 +19,20 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import machine, median  # noqa: E402
-from rag_assets.devserver import DevStack, free_port  # noqa: E402
-from rag_assets.model_servers import default_specs  # noqa: E402
+from bench.demo_stack import demo_stack  # noqa: E402
 
 QUESTIONS = ["How do I add my own source?", "What does the index asset store?", "How are chunk ids computed?",
              "Why run a Milvus Lite server in development?", "What happens when a source is removed?"]
-RUNS = '{ runsOrError(filter: {pipelineName: "ingest"}) { ... on Runs { results { status } } } }'
 RUN_EVENTS = ('query E($id: ID!) { logsForRun(runId: $id, limit: 5000) { ... on EventConnection { events { __typename '
               '... on MessageEvent { timestamp stepKey } } } } }')
 MILESTONES = {"RunEnqueuedEvent": "enqueued", "RunStartingEvent": "starting", "RunStartEvent": "started", "RunSuccessEvent": "ended"}
@@ -114,35 +110,19 @@ def main() -> None:
     parser.add_argument("--context-chars", type=int, default=None, help="source text in the answer prompt (default: the CLI's)")
     args = parser.parse_args()
     load = [round(os.getloadavg()[0], 2)]
-    with tempfile.TemporaryDirectory(prefix="rag-ask-bench-") as tmp:
-        home = Path(tmp)
-        sources = home / "sources.yaml"
-        sources.write_text(yaml.safe_dump({"sources": [{"name": "rag-assets-docs", "kind": "markdown",
-                                                        "paths": [str(ROOT / "docs"), str(ROOT / "README.md")]}]}))
-        specs = None if args.no_model_servers else default_specs()  # as `rag dev` starts them
-        stack = DevStack(home, free_port(), free_port(), sources, ROOT / "workspace.yaml", log_dir=home / "logs",
-                         model_servers=specs).start(300)
-        try:
-            while True:
-                runs = httpx.post(f"{stack.url}/graphql", json={"query": RUNS}, timeout=10).json()["data"]["runsOrError"]["results"]
-                if runs and runs[0]["status"] in ("SUCCESS", "FAILURE"):
-                    break
-                time.sleep(2)
-            env = {**os.environ, **{k: v for k, v in stack.environment().items() if k.startswith("RAG_")}}
-            common = ["--max-tokens", str(args.max_tokens), "--rephrasings", str(args.rephrasings),
-                      *(["--context-chars", str(args.context_chars)] if args.context_chars is not None else [])]
-            graphql, local, at_once = [], [], None
-            for _ in range(args.rounds):
-                for q in QUESTIONS:
-                    out, wall = run_cli([q, "--url", stack.url, *common], env)
-                    graphql.append({**breakdown(out, wall), **run_phases(stack.url, out["run_id"]), "question": q,
-                                    "answer": out["answer"]})
-                    if not args.graphql_only:
-                        local.append(breakdown(*run_cli([q, "--local", *common], env)))
-            if args.concurrent:
-                at_once = concurrent_asks(args.concurrent, stack.url, common, env)
-        finally:
-            stack.stop()
+    with demo_stack(model_servers=not args.no_model_servers) as (stack, env):
+        common = ["--max-tokens", str(args.max_tokens), "--rephrasings", str(args.rephrasings),
+                  *(["--context-chars", str(args.context_chars)] if args.context_chars is not None else [])]
+        graphql, local, at_once = [], [], None
+        for _ in range(args.rounds):
+            for q in QUESTIONS:
+                out, wall = run_cli([q, "--url", stack.url, *common], env)
+                graphql.append({**breakdown(out, wall), **run_phases(stack.url, out["run_id"]), "question": q,
+                                "answer": out["answer"]})
+                if not args.graphql_only:
+                    local.append(breakdown(*run_cli([q, "--local", *common], env)))
+        if args.concurrent:
+            at_once = concurrent_asks(args.concurrent, stack.url, common, env)
 
     load.append(round(os.getloadavg()[0], 2))
 
