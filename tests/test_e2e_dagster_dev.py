@@ -219,6 +219,20 @@ RETRIES = ('query Retries($root: String!) { runsOrError(filter: {tags: [{key: "d
            '{ ... on Runs { results { runId status tags { key value } } } } }')
 
 
+DAEMONS = ('query R($id: ID!) { instance { daemonHealth { allDaemonStatuses { daemonType healthy required '
+           'lastHeartbeatTime lastHeartbeatErrors { message } } } } runOrError(runId: $id) { ... on Run { status tags { key value } } } }')
+
+
+def retry_diagnosis(url: str, run_id: str) -> dict:
+    """What the daemon and the failed run looked like when no retry came: each daemon's health and heartbeat, the
+    run's tags (`dagster/will_retry`, `dagster/failure_reason`)."""
+    data = httpx.post(f"{url}/graphql", json={"query": DAEMONS, "variables": {"id": run_id}}, timeout=30).json()["data"]
+    daemons = {d["daemonType"]: {k: d[k] for k in ("healthy", "lastHeartbeatTime", "lastHeartbeatErrors")}
+               for d in data["instance"]["daemonHealth"]["allDaemonStatuses"] if d["required"]}
+    run = data["runOrError"]
+    return {"now": time.time(), "daemons": daemons, "run": {"status": run.get("status"), "tags": {t["key"]: t["value"] for t in run.get("tags", [])}}}
+
+
 def test_a_failed_ingest_run_is_retried_from_the_failure_by_the_daemon(stack: DevStack):
     """`rag dev` turns run retries on; ingest runs ask for two. A run made to fail in its `chunks` step (a chunk
     size too small to hold any text) is re-executed twice by the real daemon, each time from the failed step."""
@@ -233,7 +247,7 @@ def test_a_failed_ingest_run_is_retried_from_the_failure_by_the_daemon(stack: De
         if len(retries) == 2 and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in retries):
             break
         time.sleep(3)
-    assert [r["status"] for r in retries] == ["FAILURE", "FAILURE"], retries
+    assert [r["status"] for r in retries] == ["FAILURE", "FAILURE"], (retries, retry_diagnosis(stack.url, run_id))
     tags = [{t["key"]: t["value"] for t in r["tags"]} for r in retries]
     assert sorted(t["dagster/retry_number"] for t in tags) == ["1", "2"]
     assert all(t["dagster/partition"] == "rag-assets-docs|default" for t in tags)
