@@ -103,7 +103,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=1, help="passes over the questions")
     parser.add_argument("--max-tokens", type=int, default=256, help="answer length (the CLI's default: 256)")
-    parser.add_argument("--rephrasings", type=int, default=3, help="rewrites per question (the CLI's default: 3)")
+    parser.add_argument("--rephrasings", type=int, default=None, help="rewrites per question (default: the CLI's)")
     parser.add_argument("--no-model-servers", action="store_true", help="runs load their models (as before `rag dev` served them)")
     parser.add_argument("--graphql-only", action="store_true", help="skip the `--local` path")
     parser.add_argument("--concurrent", type=int, default=0, help="then launch this many asks at once over GraphQL")
@@ -111,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     load = [round(os.getloadavg()[0], 2)]
     with demo_stack(model_servers=not args.no_model_servers) as (stack, env):
-        common = ["--max-tokens", str(args.max_tokens), "--rephrasings", str(args.rephrasings),
+        common = ["--max-tokens", str(args.max_tokens), *(["--rephrasings", str(args.rephrasings)] if args.rephrasings is not None else []),
                   *(["--context-chars", str(args.context_chars)] if args.context_chars is not None else [])]
         graphql, local, at_once = [], [], None
         for _ in range(args.rounds):

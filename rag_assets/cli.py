@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", help="ask a question: multi-query RAG as a Dagster run, awaited")
     _run_options(ask)
     ask.add_argument("--top-k", type=int, default=5)
-    ask.add_argument("--rephrasings", type=int, default=3)
+    ask.add_argument("--rephrasings", type=_non_negative, default=None,
+                     help="rewrites of the question to retrieve with (default: 3, or none when the bundled local model would write them: its rewrites made the sources worse)")
     ask.add_argument("--mode", default="hybrid", choices=["dense", "bm25", "hybrid"])
     ask.add_argument("--source", action="append", help="restrict to a source (repeatable)")
     ask.add_argument("--max-tokens", type=int, default=256)

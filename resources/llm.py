@@ -118,7 +118,12 @@ class LLMResource(dg.ConfigurableResource):
 
     def first_provider(self, tier: str = "strong", sensitive: bool = False, max_tokens: int = 256) -> str:
         """The provider ("local", "openai", "gemini") a `complete` call with these settings tries first."""
-        return self.router.plan(tier, Limits(max_tokens_out=max_tokens), sensitive)[0][0].provider
+        return self.first_model(tier, sensitive, max_tokens)[0]
+
+    def first_model(self, tier: str = "strong", sensitive: bool = False, max_tokens: int = 256) -> tuple[str, str]:
+        """(provider, model) that a `complete` call with these settings tries first."""
+        candidate = self.router.plan(tier, Limits(max_tokens_out=max_tokens), sensitive)[0][0]
+        return candidate.provider, candidate.model
 
     @property
     def ledger(self) -> Ledger:

@@ -108,3 +108,16 @@ def test_the_bundled_model_ends_its_list_of_rewrites_there():
     out = LocalProvider(local_model.LOCAL_MODEL).complete(rephrase_prompt("What happens when a source is removed?", 3), system="",
                                                           max_tokens=96, temperature=0.0, stop=rephrase_stops(3), timeout_s=120)
     assert 0 < out.tokens_out < 60 and "\n4." not in out.text
+
+
+def test_rewrites_are_asked_of_any_model_but_the_bundled_one():
+    """Left open, the number of rewrites is 3, or none when the bundled local model would write them (its rewrites
+    made the sources worse on the demo labels); another local model or a remote one gets 3."""
+    from rag_assets.inference.multi_query import REPHRASINGS, default_rephrasings
+    from rag_assets.llm.providers import DEFAULT_MODELS
+
+    bundled = DEFAULT_MODELS["local"]
+    assert default_rephrasings("local", bundled, bundled) == 0
+    assert default_rephrasings("local", "llama-3.1-8b-instruct", bundled) == REPHRASINGS == 3
+    assert default_rephrasings("openai", "gpt-4.1-mini", bundled) == 3
+    assert default_rephrasings("gemini", bundled, bundled) == 3

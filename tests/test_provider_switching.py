@@ -37,6 +37,28 @@ def test_ask_job_switches_llm_provider_by_run_config(workspace: Workspace, tmp_p
     assert set(local.output_for_node("answer_question")["llm"]["llm_models"]) == {"local/gemma-3-270m-q4_k_m"}
 
 
+def test_rewrites_left_open_come_from_a_remote_model_not_from_the_bundled_one(workspace: Workspace, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch):
+    """A question without `n_rephrasings`: on the bundled local model the run makes one LLM call (the answer, no
+    rewrites); on Gemini (a loopback server, the real SDK) it asks for 3 rewrites, then answers."""
+    monkeypatch.setenv("RAG_HOME", str(tmp_path / "home"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "milvus.md").write_text("# Milvus\n\nMilvus stores dense vectors in HNSW indexes.\n")
+    workspace.write_sources([{"name": "docs", "kind": "markdown", "paths": [str(tmp_path / "docs")]}])
+    workspace.materialize("docs")
+    resources = {**workspace.resources(), "llm": LLMResource(), "inference_io": dg.mem_io_manager}
+    question = {"ops": {"retrieve_original": {"config": {"question": "Where does Milvus store vectors?", "max_tokens": 16}}}}
+    local = ask_job.execute_in_process(run_config=question, resources=resources, instance=workspace.instance)
+    assert local.output_for_node("rephrase") == []
+    assert local.output_for_node("answer_question")["llm"]["llm_models"] == {"local/gemma-3-270m-q4_k_m": 1}
+    with GeminiServer(api_key="g-key") as gemini:
+        run_config = {**question, "resources": {"llm": {"config": {"provider": "gemini", "model": "gemini-2.5-flash",
+                                                                   "base_url": gemini.base_url, "gemini_api_key": "g-key"}}}}
+        remote = ask_job.execute_in_process(run_config=run_config, resources=resources, instance=workspace.instance)
+        assert remote.output_for_node("answer_question")["llm"]["llm_models"] == {"gemini/gemini-2.5-flash": 2}
+        assert "in 3 different ways" in gemini.requests[0].raw.decode()
+
+
 def test_another_embedding_model_writes_another_collection(workspace: Workspace, tmp_path: Path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "a.md").write_text("# A\n\nAssets, not scripts.\n")

@@ -23,8 +23,10 @@ from rag_assets.models.ranker_asset import trained_ranker
 from rag_assets.storage import collection_for
 from rag_assets.variants import DEFAULT_VARIANT, VariantSettings, get_variant
 from rag_assets.inference.multi_query import (
-    CONTEXT_CHARS, AskResult, Source, any_sensitive, answer_prompt, answer_stops, rewrite_question, rrf_fuse, sensitive_sources, verify_prompt,
+    CONTEXT_CHARS, REPHRASINGS, AskResult, Source, any_sensitive, answer_prompt, answer_stops, default_rephrasings, rewrite_question,
+    rrf_fuse, sensitive_sources, verify_prompt,
 )
+from rag_assets.llm.providers import DEFAULT_MODELS
 from rag_assets.inference.answer_stream import RunLogStream
 from rag_assets.inference.results import save_result, source_tag
 from rag_assets.metadata import frame_table
@@ -44,7 +46,9 @@ RUN_IMPORTS = ("openai", "httpx", "httpcore", "scipy.sparse", "rag_assets.embedd
 class AskConfig(dg.Config):
     question: str
     top_k: int = 5
-    n_rephrasings: int = 3
+    # rewrites of the question to retrieve with; None: 3, or none when they would come from the bundled local model
+    # (its rewrites made the sources worse: `default_rephrasings`)
+    n_rephrasings: int | None = Field(default=None, ge=0)
     mode: Literal["dense", "bm25", "hybrid"] = "hybrid"
     sources: list[str] = []
     verify: bool = False
@@ -99,7 +103,14 @@ def retrieve_original(context: dg.OpExecutionContext, config: AskConfig, milvus:
 @dg.op(out=dg.Out(io_manager_key=IO), description="Rewrite the question n ways with the fast tier.")
 def rephrase(context: dg.OpExecutionContext, plan: dict, llm: LLMResource) -> list[str]:
     started = time.perf_counter()
-    rewrites = rewrite_question(llm.complete, plan["question"], plan["n_rephrasings"], plan["sensitive"])
+    n = plan["n_rephrasings"]
+    if n is None:
+        provider, model = llm.first_model("fast", plan["sensitive"], 32 * REPHRASINGS)
+        n = default_rephrasings(provider, model, DEFAULT_MODELS["local"])
+        if n == 0:
+            context.log.info(f"no rewrites: the fast tier is the bundled {model}, whose rewrites made the sources worse "
+                             "(n_rephrasings asks for them)")
+    rewrites = rewrite_question(llm.complete, plan["question"], n, plan["sensitive"])
     context.log.info(f"rewrites ({time.perf_counter() - started:.2f}s): {rewrites}")
     return rewrites
 

@@ -10,6 +10,7 @@ from rag_assets.fusion import RRF_K, reciprocal_rank_scores
 from rag_assets.retrieval import Hit
 
 SNIPPET_CHARS = 400
+REPHRASINGS = 3  # rewrites per question when the run leaves it open and the rewriting model writes useful ones
 CONTEXT_CHARS = 2400  # source text in the answer prompt, all sources together: about 600 tokens
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*•])\s*")
 _SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n+")
@@ -34,6 +35,15 @@ def any_sensitive(hits: Iterable[Hit], sensitive: Collection[str] | None) -> boo
     if sensitive is None:
         return bool(hits)
     return any(h.sensitive or h.source in sensitive for h in hits)
+
+
+def default_rephrasings(provider: str, model: str, bundled_model: str) -> int:
+    """Rewrites to ask for when a run leaves the number open: none when they would come from the bundled local model
+    (`bundled_model`), `REPHRASINGS` from any other. The bundled model's rewrites made the sources worse: on the demo
+    source's 68 labeled questions, the sources' nDCG@5 was 0.766 with its 3 rewrites and 0.892 without (most of them
+    describe the question, "The first line of the question is a question.", rather than restate it;
+    `bench/ask_quality.py`, docs/benchmarks.md), and they cost about a second of a 2-core machine."""
+    return 0 if provider == "local" and model == bundled_model else REPHRASINGS
 
 
 def rephrase_prompt(question: str, n: int) -> str:
