@@ -7,8 +7,8 @@ interactive runs; each run executes in a child forked from the loaded worker (mi
 there is nothing to warm up again between runs, and many runs can start at once.
 
 Protocol (lines on stdin / stdout): the launcher writes the warm-up request (`WarmUp`); the worker loads the code
-location and the modules its jobs declare their runs import (`run_imports`; no instance, no threads: the parent stays
-safe to fork), then prints `ready`. For each run the launcher
+location and the modules its jobs (all of them, the requested ones first) declare their runs import (`run_imports`;
+no instance, no threads: the parent stays safe to fork), then prints `ready`. For each run the launcher
 writes `{"run_id", "origin"}`; the worker prints `ok <child pid>`, or `no <reason>` and the launcher starts that
 run the usual way. It refuses a run of another code location, and, for good (it exits), every run once a
 project source or settings file it loaded has changed on disk: a run always executes the code on disk, as a freshly spawned
@@ -209,7 +209,7 @@ def main() -> int:
     origin = deserialize_value(warm_up.origin, RepositoryPythonOrigin)
     recon_repo = recon_repository_from_origin(origin)
     repository = recon_repo.get_definition()
-    for job in warm_up.jobs:
+    for job in dict.fromkeys([*warm_up.jobs, *repository.job_names]):  # every job's: the next run may be of any
         if repository.has_job(job):
             if failed := preload(declared_imports(repository.get_job(job))):
                 print(f"run worker: {job}: could not import {', '.join(failed)}", file=sys.stderr)

@@ -30,7 +30,7 @@ import dagster as dg
 
 @dg.op(config_schema={"out": str, "sleep_s": float})
 def record_pid(context):
-    preloaded = "wave" in sys.modules  # declared below: imported by the worker, before this run existed
+    preloaded = "wave" in sys.modules and "tabnanny" in sys.modules  # declared below: imported by the worker, before this run existed
     for _ in range(int(context.op_config["sleep_s"] * 20)):
         time.sleep(0.05)
     Path(context.op_config["out"] + ".preloaded").write_text(str(preloaded))
@@ -42,7 +42,12 @@ def record_pid(context):
 def ask_like():
     record_pid()
 
-defs = dg.Definitions(jobs=[ask_like])
+# another interactive job: the worker started for ask_like runs imports what its runs import too
+@dg.job(executor_def=dg.in_process_executor, tags={"rag/kind": "sql"}, metadata={"rag/run_imports": "tabnanny"})
+def sql_like():
+    record_pid()
+
+defs = dg.Definitions(jobs=[ask_like, sql_like])
 '''
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +114,7 @@ def test_interactive_runs_execute_in_children_of_the_warm_worker(tmp_path: Path,
             assert done.status == DagsterRunStatus.SUCCESS
             pid = int(done.tags[WORKER_TAG])
             assert int((tmp_path / f"out{i}.txt").read_text()) == pid
-            assert (tmp_path / f"out{i}.txt.preloaded").read_text() == "True"  # the job's declared run imports
+            assert (tmp_path / f"out{i}.txt.preloaded").read_text() == "True"  # the declared run imports of every job
             messages = [e.message for e in instance.all_logs(run.run_id)]
             assert f"Started process for run (pid: {pid}), forked from a warm run worker." in messages
             pids.add(pid)
