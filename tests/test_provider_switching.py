@@ -18,13 +18,19 @@ from resources.llm import LLMResource
 pytestmark = pytest.mark.slow
 
 
-def test_ask_job_switches_llm_provider_by_run_config(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture()
+def milvus_doc(workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A source of one document about Milvus, ingested; the resources `ask_job` runs with (the default LLM policy)."""
     monkeypatch.setenv("RAG_HOME", str(tmp_path / "home"))
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "milvus.md").write_text("# Milvus\n\nMilvus stores dense vectors in HNSW indexes.\n")
     workspace.write_sources([{"name": "docs", "kind": "markdown", "paths": [str(tmp_path / "docs")]}])
     workspace.materialize("docs")
-    resources = {**workspace.resources(), "llm": LLMResource(), "inference_io": dg.mem_io_manager}
+    return {**workspace.resources(), "llm": LLMResource(), "inference_io": dg.mem_io_manager}
+
+
+def test_ask_job_switches_llm_provider_by_run_config(workspace: Workspace, milvus_doc: dict):
+    resources = milvus_doc
     question = {"ops": {"retrieve_original": {"config": {"question": "Where does Milvus store vectors?", "n_rephrasings": 1, "max_tokens": 32}}}}
     with GeminiServer(api_key="g-key") as gemini:
         run_config = {**question, "resources": {"llm": {"config": {"provider": "gemini", "model": "gemini-2.5-flash",
@@ -37,16 +43,10 @@ def test_ask_job_switches_llm_provider_by_run_config(workspace: Workspace, tmp_p
     assert set(local.output_for_node("answer_question")["llm"]["llm_models"]) == {"local/gemma-3-270m-q4_k_m"}
 
 
-def test_rewrites_left_open_come_from_a_remote_model_not_from_the_bundled_one(workspace: Workspace, tmp_path: Path,
-                                                                            monkeypatch: pytest.MonkeyPatch):
+def test_rewrites_left_open_come_from_a_remote_model_not_from_the_bundled_one(workspace: Workspace, milvus_doc: dict):
     """A question without `n_rephrasings`: on the bundled local model the run makes one LLM call (the answer, no
     rewrites); on Gemini (a loopback server, the real SDK) it asks for 3 rewrites, then answers."""
-    monkeypatch.setenv("RAG_HOME", str(tmp_path / "home"))
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "milvus.md").write_text("# Milvus\n\nMilvus stores dense vectors in HNSW indexes.\n")
-    workspace.write_sources([{"name": "docs", "kind": "markdown", "paths": [str(tmp_path / "docs")]}])
-    workspace.materialize("docs")
-    resources = {**workspace.resources(), "llm": LLMResource(), "inference_io": dg.mem_io_manager}
+    resources = milvus_doc
     question = {"ops": {"retrieve_original": {"config": {"question": "Where does Milvus store vectors?", "max_tokens": 16}}}}
     local = ask_job.execute_in_process(run_config=question, resources=resources, instance=workspace.instance)
     assert local.output_for_node("rephrase") == []
