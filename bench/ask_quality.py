@@ -76,8 +76,7 @@ def bootstrap_mean_ci(diffs: list[float], rounds: int = 10_000, seed: int = 0) -
 
 
 def summary(rows: list[dict]) -> dict:
-    keys = [k for k in rows[0]["scores"]]
-    out = {k: round(sum(r["scores"][k] for r in rows) / len(rows), 4) for k in keys}
+    out = {k: round(sum(r["scores"][k] for r in rows) / len(rows), 4) for k in rows[0]["scores"]}
     walls = [r["wall_s"] for r in rows]
     return {**out, "wall_p50_s": round(median(walls), 2), "wall_p95_s": round(percentile(walls, 0.95), 2)}
 

@@ -194,7 +194,7 @@ class DevRunLauncher(DefaultRunLauncher):
         run = context.dagster_run
         if launches_at_once(run.tags) and run.job_code_origin is not None and pool_enabled():
             origin = run.job_code_origin.repository_origin
-            pid, why = warm_pool().take_run(serialize_value(origin), origin.executable_path, run.job_name, run.run_id,
+            pid, why = warm_pool().take_run(serialize_value(origin), origin.executable_path, run.run_id,
                                             serialize_value(self._instance.get_ref()))
             if pid is not None:
                 self._instance.add_run_tags(run.run_id, {WORKER_TAG: str(pid)})

@@ -7,8 +7,8 @@ interactive runs; each run executes in a child forked from the loaded worker (mi
 there is nothing to warm up again between runs, and many runs can start at once.
 
 Protocol (lines on stdin / stdout): the launcher writes the warm-up request (`WarmUp`); the worker loads the code
-location and the modules its jobs (all of them, the requested ones first) declare their runs import (`run_imports`;
-no instance, no threads: the parent stays safe to fork), then prints `ready`. For each run the launcher
+location and the modules all its jobs declare their runs import (`run_imports`; no instance, no threads: the parent
+stays safe to fork), then prints `ready`. For each run the launcher
 writes `{"run_id", "origin"}`; the worker prints `ok <child pid>`, or `no <reason>` and the launcher starts that
 run the usual way. It refuses a run of another code location, and, for good (it exits), every run once a
 project source or settings file it loaded has changed on disk: a run always executes the code on disk, as a freshly spawned
@@ -59,20 +59,19 @@ def preload(modules: list[str]) -> list[str]:
 
 
 class WarmUp(NamedTuple):
-    """What a worker loads before any run: a code location (a serialized `RepositoryPythonOrigin`), the jobs to
-    build ahead, and the instance (a serialized `InstanceRef`)."""
+    """What a worker loads before any run: a code location (a serialized `RepositoryPythonOrigin`; the worker builds
+    all its jobs) and the instance (a serialized `InstanceRef`)."""
 
     origin: str
-    jobs: tuple[str, ...]
     instance_ref: str
 
     def encode(self) -> str:
-        return json.dumps({"origin": self.origin, "jobs": list(self.jobs), "instance_ref": self.instance_ref})
+        return json.dumps({"origin": self.origin, "instance_ref": self.instance_ref})
 
     @classmethod
     def decode(cls, line: str) -> "WarmUp":
         data = json.loads(line)
-        return cls(data["origin"], tuple(data["jobs"]), data["instance_ref"])
+        return cls(data["origin"], data["instance_ref"])
 
 
 def project_files(modules: Mapping[str, object], root: Path) -> dict[str, int]:
@@ -209,10 +208,9 @@ def main() -> int:
     origin = deserialize_value(warm_up.origin, RepositoryPythonOrigin)
     recon_repo = recon_repository_from_origin(origin)
     repository = recon_repo.get_definition()
-    for job in dict.fromkeys([*warm_up.jobs, *repository.job_names]):  # every job's: the next run may be of any
-        if repository.has_job(job):
-            if failed := preload(declared_imports(repository.get_job(job))):
-                print(f"run worker: {job}: could not import {', '.join(failed)}", file=sys.stderr)
+    for job in repository.job_names:  # every job's: the next run may be of any (all 8 build in about 10 ms)
+        if failed := preload(declared_imports(repository.get_job(job))):
+            print(f"run worker: {job}: could not import {', '.join(failed)}", file=sys.stderr)
     root = Path(getattr(origin.code_pointer, "working_directory", None) or os.getcwd()).resolve()
     files = {**project_files(sys.modules, root), **config_files(root)}
     signal.signal(signal.SIGCHLD, _reap)

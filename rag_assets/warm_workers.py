@@ -96,15 +96,12 @@ class WarmWorkerPool:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._workers: dict[str, Worker] = {}
-        self._jobs: dict[str, set[str]] = {}
         atexit.register(self.close)
 
-    def take_run(self, origin: str, executable: str | None, job_name: str, run_id: str, instance_ref: str) -> tuple[int | None, str]:
+    def take_run(self, origin: str, executable: str | None, run_id: str, instance_ref: str) -> tuple[int | None, str]:
         """Hand run `run_id` to this location's warm worker: (the pid executing it, "") or (None, why it starts cold)."""
         with self._lock:
-            jobs = self._jobs.setdefault(origin, set())
-            jobs.add(job_name)
-            warm_up = WarmUp(origin, tuple(sorted(jobs)), instance_ref)
+            warm_up = WarmUp(origin, instance_ref)
             executable = executable or sys.executable
             worker = self._workers.get(origin)
             if worker is None or not worker.alive():

@@ -89,7 +89,7 @@ def warmed_pool(instance: dg.DagsterInstance, recon_job, tmp_path: Path) -> Warm
     pool = WarmWorkerPool()
     first = make_run(instance, recon_job, tmp_path / "first.txt")
     origin = serialize_value(recon_job.get_python_origin().repository_origin)
-    pid, why = pool.take_run(origin, None, "ask_like", first.run_id, serialize_value(instance.get_ref()))
+    pid, why = pool.take_run(origin, None, first.run_id, serialize_value(instance.get_ref()))
     assert pid is None and "warming up" in why
     worker = pool._workers[origin]
     assert worker.ready.wait(120) and worker.alive(), "the worker never became ready"
@@ -133,7 +133,7 @@ def test_a_worker_refuses_runs_once_a_source_file_changed(tmp_path: Path, locati
         run = make_run(instance, recon_job, tmp_path / "out.txt")
         origin = serialize_value(recon_job.get_python_origin().repository_origin)
         stale = pool._workers[origin]
-        pid, why = pool.take_run(origin, None, "ask_like", run.run_id, serialize_value(instance.get_ref()))
+        pid, why = pool.take_run(origin, None, run.run_id, serialize_value(instance.get_ref()))
         assert pid is None and "source or settings file(s) changed" in why and "warm_location.py" in why
         assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.NOT_STARTED  # left for the usual path
         assert WORKER_TAG not in instance.get_run_by_id(run.run_id).tags

@@ -26,9 +26,9 @@ from rag_assets.inference.multi_query import (
     CONTEXT_CHARS, REPHRASINGS, AskResult, Source, any_sensitive, answer_prompt, answer_stops, default_rephrasings, rewrite_question,
     rrf_fuse, sensitive_sources, verify_prompt,
 )
-from rag_assets.llm.providers import DEFAULT_MODELS
 from rag_assets.inference.answer_stream import RunLogStream
 from rag_assets.inference.results import save_result, source_tag
+from rag_assets.llm.providers import DEFAULT_MODELS
 from rag_assets.metadata import frame_table
 from rag_assets.retrieval import Hit, RetrievalSettings, Retriever
 from rag_assets.run_worker import run_imports
