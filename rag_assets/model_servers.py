@@ -43,16 +43,18 @@ def llm_spec(n_ctx: int = 4096) -> ServerSpec:
 
     `--logits_all false`: the server's default keeps the logits of every prompt token (for `logprobs`, which nothing
     here asks for); with Gemma 3's 262k-token vocabulary that made reading a 700-token prompt 2.7x slower (8.6 s vs
-    3.2 s on one thread). `--draft_model prompt-lookup-decoding`: `lookup_decoding` (`$RAG_LLM_LOOKUP` draft tokens, 0: off)."""
-    from rag_assets.llm.local_model import gguf_path, llm_threads
+    3.2 s on one thread). The GGUF is `gguf_path()`'s (F16 matrices unless `$RAG_LLM_WEIGHTS=bundled`), with
+    `local_model.RUNTIME`'s options. `--draft_model prompt-lookup-decoding`: `lookup_decoding` (`$RAG_LLM_LOOKUP` draft tokens, 0: off)."""
+    from rag_assets.llm.local_model import RUNTIME, gguf_path, llm_threads
     from rag_assets.llm.lookup_decoding import draft_tokens
 
     path, threads, drafts = str(gguf_path()), str(llm_threads()), draft_tokens()
     lookup = ["--draft_model", "prompt-lookup-decoding", "--draft_model_num_pred_tokens", str(drafts)] if drafts else []
+    runtime = [arg for key, value in RUNTIME.items() for arg in (f"--{key}", str(value).lower())]
     return ServerSpec("llm", LLM_SERVER_URL_ENV, "/v1/models",
                       lambda port: [sys.executable, "-m", "rag_assets.llm.llama_server", "--model", path, "--host", "127.0.0.1", "--port", str(port),
                                     "--n_ctx", str(n_ctx), "--n_threads", threads, "--n_threads_batch", threads, "--seed", "0",
-                                    "--logits_all", "false", *lookup])
+                                    "--logits_all", "false", *runtime, *lookup])
 
 
 def default_specs() -> list[ServerSpec]:
