@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["chunker_vs_langchain.py", "ingest_scifact.py", "eval_scifact.py", "fusion_corpora.py", "llm_local.py", "llm_overhead.py",
+SCRIPTS = ["chunker_vs_langchain.py", "ingest_scifact.py", "eval_scifact.py", "fusion_corpora.py", "llm_local.py", "llm_weights.py", "llm_overhead.py",
            "ask_latency.py", "ask_quality.py", "sql_eval.py"]
 
 if __name__ == "__main__":
