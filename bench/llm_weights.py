@@ -88,8 +88,7 @@ def next_token_logs(path: Path, options: dict, n_tokens: int) -> list[tuple[np.n
     return out
 
 
-def fidelity(n_tokens: int) -> dict:
-    configs = configurations()
+def fidelity(configs: dict[str, tuple[Path, dict]], n_tokens: int) -> dict:
     reference = next_token_logs(*configs["bundled"], n_tokens)
     out = {}
     for name, (path, options) in configs.items():
@@ -119,7 +118,7 @@ def main() -> None:
     fast = speed(llms, args.prompt_tokens, args.gen_tokens, args.repeat)
     del llms
     print(json.dumps({"threads": llm_threads(), "runtime_options": RUNTIME, "files": files, "speed": fast,
-                      "fidelity_vs_bundled": fidelity(args.fidelity_tokens), "machine": machine()}))
+                      "fidelity_vs_bundled": fidelity(configs, args.fidelity_tokens), "machine": machine()}))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 
-def widen_gguf(source: Path, target: Path, threads: int = 0) -> Path:
+def widen_gguf(source: Path, target: Path) -> Path:
     """Write `source` with F16 matrices and Q8_0 token embeddings to `target` (once: an existing `target` is kept).
 
     Written under a temporary name and renamed, so a killed conversion leaves no partial file and two processes
@@ -30,7 +30,7 @@ def widen_gguf(source: Path, target: Path, threads: int = 0) -> Path:
     params.ftype = llama_cpp.LLAMA_FTYPE_MOSTLY_F16
     params.token_embedding_type = params.output_tensor_type = llama_cpp.GGML_TYPE_Q8_0
     params.allow_requantize = True  # the source is quantized already; each tensor is decoded, then re-encoded
-    params.nthread = threads  # 0: llama.cpp uses every core
+    params.nthread = 0  # every core
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     quiet = logging.getLogger("llama-cpp-python")  # llama-cpp-python's log callback prints per tensor below ERROR
     level = quiet.level

